@@ -1,0 +1,1 @@
+"""Code shared by every TinyLLM service: settings, errors, health, metrics, HTTP, launcher."""

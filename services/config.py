@@ -1,0 +1,33 @@
+"""Settings base shared by every service (pydantic-settings)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def default_data_dir() -> Path:
+    """The data folder of the embedded mode: `data/` beside the code, or TINYLLM_DATA_DIR."""
+    import os
+
+    return Path(os.environ.get("TINYLLM_DATA_DIR", REPO_ROOT / "data"))
+
+
+class ServiceSettings(BaseSettings):
+    """Fields every service has. Subclasses set `env_prefix` (e.g. LLMSERVER_)."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", populate_by_name=True)
+
+    host: str = Field("127.0.0.1", description="Address to bind; 0.0.0.0 inside containers.")
+    port: int = Field(8000, ge=1, le=65535, description="TCP port to listen on.")
+    api_key: SecretStr | None = Field(
+        None, description="Bearer key required on every route but /health; unset means no auth."
+    )
+    log_level: str = Field("info", description="Logging level: debug, info, warning, error.")
+    max_body_bytes: int = Field(
+        1_000_000, ge=1024, description="Largest request body accepted, in bytes (413 beyond)."
+    )
