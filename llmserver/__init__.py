@@ -1,0 +1,1 @@
+"""llmserver: OpenAI-compatible inference on llama.cpp (llama-cpp-python)."""

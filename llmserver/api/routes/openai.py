@@ -1,0 +1,37 @@
+"""The OpenAI-compatible endpoints: models, chat completions, text completions."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+
+from services.auth import require_api_key
+
+from ...schemas import ChatCompletionRequest, CompletionRequest
+from ..deps import InferenceDep, SettingsDep
+
+router = APIRouter(prefix="/v1", tags=["openai"], dependencies=[Depends(require_api_key)])
+
+
+@router.get("/models")
+async def list_models(inference: InferenceDep, settings: SettingsDep) -> dict[str, Any]:
+    """Every servable model: packaged defaults and each GGUF in the models folder."""
+    models = inference.pool.available()
+    data = [{"id": name, "object": "model", "created": int(path.stat().st_mtime),
+             "owned_by": "tinyllm", "n_ctx": settings.n_ctx}
+            for name, path in sorted(models.items())]
+    return {"object": "list", "data": data}
+
+
+@router.post("/chat/completions")
+async def chat_completions(body: ChatCompletionRequest, request: Request,
+                           inference: InferenceDep) -> Any:
+    """Chat completion, streamed as SSE when `stream` is true."""
+    return await inference.chat(body, request.is_disconnected)
+
+
+@router.post("/completions")
+async def completions(body: CompletionRequest, request: Request, inference: InferenceDep) -> Any:
+    """Text completion, streamed as SSE when `stream` is true."""
+    return await inference.complete(body, request.is_disconnected)

@@ -1,0 +1,47 @@
+"""llmserver settings (env prefix LLMSERVER_)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+from services.config import ServiceSettings, default_data_dir
+from services.models import DEFAULT_MODEL
+
+
+class Settings(ServiceSettings):
+    """Everything llmserver reads from the environment or `.env`."""
+
+    model_config = SettingsConfigDict(env_prefix="LLMSERVER_", env_file=".env", extra="ignore")
+
+    port: int = Field(8000, ge=1, le=65535, description="TCP port to listen on.")
+    models_dir: Path = Field(
+        default_factory=lambda: default_data_dir() / "models",
+        description="Folder scanned for *.gguf models (the trainer writes here).",
+    )
+    default_model: str = Field(
+        DEFAULT_MODEL, description="Model loaded at start and used when a request names none."
+    )
+    n_ctx: int = Field(2048, ge=64, le=131072, description="Context window in tokens.")
+    n_threads: int = Field(
+        default_factory=lambda: os.cpu_count() or 1, ge=1,
+        description="CPU threads for generation (default: all cores).",
+    )
+    n_batch: int = Field(512, ge=8, description="Prompt tokens evaluated per batch.")
+    n_gpu_layers: int = Field(
+        0, ge=-1, description="Layers offloaded to the GPU; -1 means all (CUDA builds only)."
+    )
+    chat_format: str | None = Field(
+        None, description="llama-cpp-python chat format; unset uses the GGUF's own template."
+    )
+    queue_size: int = Field(
+        16, ge=0, le=10000,
+        description="Requests that may wait behind the running one; beyond it answers 429.",
+    )
+    max_loaded_models: int = Field(
+        1, ge=1, le=16, description="Models kept in memory at once (least recently used go)."
+    )
+    seed: int = Field(-1, description="Default sampling seed; -1 picks a random one.")

