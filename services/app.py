@@ -10,7 +10,7 @@ from .auth import require_api_key
 from .config import ServiceSettings
 from .errors import install_error_handlers
 from .limits import BodyLimitMiddleware
-from .metrics import Metrics, metrics_middleware
+from .metrics import Metrics, MetricsMiddleware
 
 
 def base_app(
@@ -32,7 +32,7 @@ def base_app(
     app.state.settings = settings
     app.state.metrics = Metrics(service)
     install_error_handlers(app)
-    app.middleware("http")(metrics_middleware)
+    app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
     app.add_middleware(BodyLimitMiddleware,
                        limit_for=limit_for or (lambda _path: settings.max_body_bytes))
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from fastapi import Request, Response
+from fastapi import Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
 from prometheus_client import generate_latest
 
@@ -35,13 +35,34 @@ class Metrics:
         return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)
 
 
-async def metrics_middleware(request: Request, call_next: Any) -> Response:
-    """Count each request by its route template (not raw path, to bound label values)."""
-    start = time.perf_counter()
-    response = await call_next(request)
-    route = request.scope.get("route")
-    name = getattr(route, "path", "unmatched")
-    metrics: Metrics = request.app.state.metrics
-    metrics.requests.labels(request.method, name, str(response.status_code)).inc()
-    metrics.latency.labels(name).observe(time.perf_counter() - start)
-    return response
+class MetricsMiddleware:
+    """Count each request by its route template (bounded labels), as pure ASGI.
+
+    Pure ASGI rather than BaseHTTPMiddleware, which hides client disconnects from routes
+    and buffers streaming responses.
+    """
+
+    def __init__(self, app: Any, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = 500
+
+        async def tracking_send(message: dict) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                name = getattr(scope.get("route"), "path", "unmatched")
+                self.metrics.latency.labels(name).observe(time.perf_counter() - start)
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        finally:
+            name = getattr(scope.get("route"), "path", "unmatched")
+            self.metrics.requests.labels(scope["method"], name, str(status)).inc()

@@ -1,0 +1,33 @@
+"""Fixtures shared by every service's tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from tests.utils.procs import ServiceProcess
+
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+
+
+@pytest.fixture(scope="session")
+def artifacts_dir() -> Path:
+    ARTIFACTS.mkdir(exist_ok=True)
+    return ARTIFACTS
+
+
+@pytest.fixture(scope="session")
+def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An empty models folder for the session's llmserver (tests drop GGUFs into it)."""
+    return tmp_path_factory.mktemp("models")
+
+
+@pytest.fixture(scope="session")
+def llm_server(models_dir: Path) -> Iterator[ServiceProcess]:
+    """A real llmserver process with SmolLM2, queue bound 1, on a free loopback port."""
+    env = {"LLMSERVER_MODELS_DIR": str(models_dir), "LLMSERVER_QUEUE_SIZE": "1",
+           "LLMSERVER_N_CTX": "2048"}
+    with ServiceProcess("llmserver", "LLMSERVER_", env=env) as proc:
+        yield proc
