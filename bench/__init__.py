@@ -1,0 +1,1 @@
+"""Benchmarks: `tinyllm bench [NAME...]` writes docs/benchmarks.md and its plots."""
