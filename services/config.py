@@ -20,7 +20,9 @@ def default_data_dir() -> Path:
 class ServiceSettings(BaseSettings):
     """Fields every service has. Subclasses set `env_prefix` (e.g. LLMSERVER_)."""
 
-    model_config = SettingsConfigDict(env_file=".env", extra="ignore", populate_by_name=True)
+    # Empty values count as unset, so a copied .env.example changes nothing.
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", populate_by_name=True,
+                                      env_ignore_empty=True)
 
     host: str = Field("127.0.0.1", description="Address to bind; 0.0.0.0 inside containers.")
     port: int = Field(8000, ge=1, le=65535, description="TCP port to listen on.")
