@@ -11,8 +11,8 @@ import json
 import os
 import statistics
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 import httpx
 
@@ -134,7 +134,7 @@ def _plot(rows: list[tuple[str, float, float, float]], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, len(rows), figsize=(10, 3.2))
-    for ax, (label, a, b, ratio) in zip(axes, rows):
+    for ax, (label, a, b, ratio) in zip(axes, rows, strict=True):
         ax.bar(["in-process", "HTTP"], [a, b], color=["#888", "#3b7"])
         ax.set_title(f"{label}\nratio {ratio:.3f}", fontsize=9)
     fig.suptitle("llmserver over HTTP vs llama-cpp-python in-process (SmolLM2, same threads)")

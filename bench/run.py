@@ -11,6 +11,7 @@ import importlib
 import logging
 import os
 import platform
+import sys
 import time
 from pathlib import Path
 
@@ -68,5 +69,5 @@ def main(argv: list[str] | None = None) -> int:
         stamp = f"\n\n_Run {time.strftime('%Y-%m-%d')} on {machine()}, " \
                 f"{time.perf_counter() - started:.0f} s{' (quick)' if args.quick else ''}._\n"
         (args.out / f"{name}.md").write_text(section.strip() + stamp)
-    print(f"wrote {assemble(args.out)}")
+    sys.stdout.write(f"wrote {assemble(args.out)}\n")
     return 0

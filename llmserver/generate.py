@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from collections.abc import AsyncGenerator, Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator, Callable, Iterator
+from typing import Any
 
 from .gate import Gate
 
@@ -42,7 +43,7 @@ _END = object()
 
 async def stream_in_thread(
     gate: Gate, start: Callable[[], Iterator[dict[str, Any]]], run: Run
-) -> AsyncIterator[dict[str, Any]]:
+) -> AsyncGenerator[dict[str, Any], None]:
     """Iterate `start()` in a thread; the gate (already acquired) is released when it ends.
 
     Closing this async iterator (client gone) sets the cancel flag; the thread stops at

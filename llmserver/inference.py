@@ -6,7 +6,8 @@ import asyncio
 import json
 import logging
 import uuid
-from typing import Any, AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from typing import Any
 
 from sse_starlette import EventSourceResponse
 
@@ -144,7 +145,8 @@ class Inference:
         events = self._events(first, chunks, model.name, run, prompt_tokens, usage)
         return EventSourceResponse(events, ping=15, sep="\n")
 
-    async def _events(self, first: dict[str, Any] | None, chunks: AsyncIterator[dict[str, Any]],
+    async def _events(self, first: dict[str, Any] | None,
+                      chunks: AsyncGenerator[dict[str, Any], None],
                       name: str, run: Run, prompt_tokens: int, usage: bool
                       ) -> AsyncIterator[dict[str, str]]:
         """SSE events: every chunk under one id, optional usage, then [DONE] (or an error)."""

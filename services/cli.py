@@ -24,11 +24,11 @@ def usage() -> str:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help", "help"):
-        print(usage())
+        sys.stdout.write(usage() + "\n")
         return 0 if argv else 2
     name, rest = argv[0], argv[1:]
     if name not in COMMANDS:
-        print(f"tinyllm: unknown command '{name}'\n\n{usage()}", file=sys.stderr)
+        sys.stderr.write(f"tinyllm: unknown command '{name}'\n\n{usage()}\n")
         return 2
     module = importlib.import_module(COMMANDS[name][0])
     result = module.main(rest)

@@ -108,7 +108,9 @@ def main(argv: list[str] | None = None) -> int:
             log.error("the stack did not become healthy; stopping")
             return 1
         lines = [f"  {s.name:<10} {s.url()}" for s in chosen]
-        print("TinyLLM is up:\n" + "\n".join(lines) + "\nPress Ctrl-C to stop.", flush=True)
+        # The user's answer, not a log line: always on stdout, whatever the log level.
+        sys.stdout.write("TinyLLM is up:\n" + "\n".join(lines) + "\nPress Ctrl-C to stop.\n")
+        sys.stdout.flush()
         while all(p.poll() is None for p in procs.values()):
             time.sleep(0.5)
         dead = [n for n, p in procs.items() if p.poll() is not None]

@@ -46,7 +46,7 @@ class ServiceProcess:
         self.health_timeout = health_timeout
         self.proc: subprocess.Popen | None = None
 
-    def start(self, wait: bool = True) -> "ServiceProcess":
+    def start(self, wait: bool = True) -> ServiceProcess:
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen([sys.executable, "-m", self.module], env=self.env, cwd=REPO,
                                      stdout=log, stderr=subprocess.STDOUT)
@@ -89,7 +89,7 @@ class ServiceProcess:
             self.proc.kill()
             self.proc.wait()
 
-    def __enter__(self) -> "ServiceProcess":
+    def __enter__(self) -> ServiceProcess:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
