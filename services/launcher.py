@@ -40,7 +40,13 @@ SERVICES = [
 
 def available() -> list[Service]:
     """The services whose package is installed (`python -m NAME` would work)."""
-    return [s for s in SERVICES if importlib.util.find_spec(f"{s.name}.__main__") is not None]
+    def runnable(name: str) -> bool:
+        try:
+            return importlib.util.find_spec(f"{name}.__main__") is not None
+        except ModuleNotFoundError:  # the package itself is absent
+            return False
+
+    return [s for s in SERVICES if runnable(s.name)]
 
 
 def wait_healthy(procs: dict[str, subprocess.Popen], timeout: float) -> bool:
