@@ -1,0 +1,62 @@
+"""The browser UI: our static files and the pinned npm front-end libraries."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import APIRouter
+from fastapi.responses import FileResponse
+
+from services.errors import APIError
+
+from ..deps import SettingsDep
+
+router = APIRouter(tags=["ui"])
+STATIC = Path(__file__).resolve().parents[2] / "static"
+# The only files served out of node_modules (installed by `npm ci` from package.json).
+VENDOR = {
+    "marked.js": "marked/lib/marked.umd.js",
+    "purify.js": "dompurify/dist/purify.min.js",
+    "highlight.js": "@highlightjs/cdn-assets/highlight.min.js",
+    "highlight.css": "@highlightjs/cdn-assets/styles/github.min.css",
+}
+PAGES = {"": "index.html", "documents": "documents.html"}
+ASSETS = {"app.js", "documents.js", "common.js", "style.css"}
+
+
+def _file(path: Path) -> FileResponse:
+    if not path.is_file():
+        raise APIError(404, "Unknown file.", code="not_found")
+    return FileResponse(path, headers={"Cache-Control": "no-cache"})
+
+
+@router.get("/", include_in_schema=False)
+async def index() -> FileResponse:
+    """The chat page."""
+    return _file(STATIC / PAGES[""])
+
+
+@router.get("/documents", include_in_schema=False)
+async def documents_page() -> FileResponse:
+    """The documents page: upload, list, delete."""
+    return _file(STATIC / PAGES["documents"])
+
+
+@router.get("/static/{name}", include_in_schema=False)
+async def asset(name: str) -> FileResponse:
+    """Our own scripts and styles (a fixed list: no path ever reaches the filesystem)."""
+    if name not in ASSETS:
+        raise APIError(404, "Unknown file.", code="not_found")
+    return _file(STATIC / name)
+
+
+@router.get("/vendor/{name}", include_in_schema=False)
+async def vendor(name: str, settings: SettingsDep) -> FileResponse:
+    """A front-end library from node_modules; 404 naming the fix if npm was not run."""
+    if name not in VENDOR:
+        raise APIError(404, "Unknown file.", code="not_found")
+    path = Path(settings.vendor_dir) / VENDOR[name]
+    if not path.is_file():
+        raise APIError(404, f"{name} is missing: run 'npm ci' in chatbot/.",
+                       code="vendor_missing")
+    return _file(path)
