@@ -13,14 +13,14 @@ SNIPPET_CHARS = 300
 
 def now_text(timezone: str = "") -> str:
     now = datetime.now(ZoneInfo(timezone)) if timezone else datetime.now().astimezone()
-    return now.strftime("%A, %B %d, %Y, %H:%M %Z").strip()
+    return f"Today's date is {now:%A, %B} {now.day}, {now.year}. " \
+           f"The current time is {now:%H:%M %Z}".strip() + "."
 
 
 def system_prompt(persona: str, name: str, timezone: str = "",
                   sources: list[dict[str, Any]] | None = None) -> str:
     """Persona with the agent's name and today's date, plus the numbered sources if any."""
-    text = f"{persona.format(name=name)} Your name is {name}. " \
-           f"Today is {now_text(timezone)}."
+    text = f"{persona.format(name=name)} Your name is {name}. {now_text(timezone)}"
     if sources:
         text += "\n\n" + sources_block(sources)
     return text
