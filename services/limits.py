@@ -6,14 +6,19 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+from starlette.exceptions import HTTPException
+
 from .errors import APIError
 
 Receive = Callable[[], Any]
 Send = Callable[[dict], Any]
 
 
-class BodyTooLarge(Exception):
-    pass
+class BodyTooLarge(HTTPException):
+    """An HTTPException, so FastAPI's body parsing passes it on as 413 instead of a 400."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"Request body is larger than the limit of {limit} bytes.")
 
 
 class BodyLimitMiddleware:
@@ -51,7 +56,7 @@ class BodyLimitMiddleware:
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > limit:
-                    raise BodyTooLarge()
+                    raise BodyTooLarge(limit)
             return message
 
         async def tracking_send(message: dict) -> None:

@@ -1,0 +1,1 @@
+"""rag: document ingest by REST upload (extract, chunk, embed, Qdrant) and retrieval."""

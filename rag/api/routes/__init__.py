@@ -1,0 +1,1 @@
+"""Routers of the rag service, one module per resource."""

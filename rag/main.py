@@ -1,0 +1,90 @@
+"""The rag app factory: store and embedder on app.state, routers, upload body limits."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from services.app import base_app
+
+from .api.routes import collections, documents, embeddings, health, jobs, search
+from .config import Settings
+from .embedder import Embedder
+from .ingest import Ingestor
+from .jobs import Jobs
+from .store import Store
+
+log = logging.getLogger(__name__)
+UPLOAD_PATH = re.compile(r"^/collections/[^/]+/documents/?$")
+
+
+def _load_embedder(app: FastAPI, settings: Settings) -> None:
+    try:
+        embedder = app.state.preloaded or Embedder(settings.embedding_model,
+                                                   settings.embedding_batch_size)
+    except Exception as exc:  # reported by /health and 503s rather than crashing the service
+        log.exception("could not load the embedding model")
+        app.state.embedder_error = str(exc)
+        return
+    app.state.ingestor = Ingestor(settings, embedder, app.state.store)
+    app.state.embedder = embedder
+
+
+def _cleanup(store: Store, settings: Settings) -> None:
+    # Embedded Qdrant has one process (it locks the folder): every incomplete point is a crash's.
+    older = None if store.embedded else settings.stale_ingest_s
+    try:
+        removed = store.cleanup_incomplete(older)
+    except Exception:
+        log.exception("cleanup of incomplete ingests failed")
+        return
+    if removed:
+        log.warning("removed %d points of ingests that never completed", removed)
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    settings: Settings = app.state.settings
+    app.state.store = await asyncio.to_thread(Store, settings)
+    log.info("qdrant: %s (%s)", app.state.store.location,
+             "embedded" if app.state.store.embedded else "server")
+    await asyncio.to_thread(_cleanup, app.state.store, settings)
+    # Load the model off the event loop so /health answers 503 "loading" meanwhile.
+    loading = asyncio.create_task(asyncio.to_thread(_load_embedder, app, settings))
+    try:
+        yield
+    finally:
+        await app.state.jobs.drain()
+        await asyncio.gather(loading, return_exceptions=True)
+        if app.state.ingestor is not None:
+            app.state.ingestor.close()
+        await asyncio.to_thread(app.state.store.close)
+
+
+def create_app(settings: Settings | None = None, embedder: Embedder | None = None) -> FastAPI:
+    """Build the rag app; the model and store are opened by its lifespan.
+
+    Args:
+        settings: the service settings; read from the environment if None.
+        embedder: an already loaded embedder to share (tests, benchmarks); loaded if None.
+    """
+    settings = settings or Settings()
+
+    def limit_for(path: str) -> int:
+        return settings.max_upload_bytes if UPLOAD_PATH.match(path) else settings.max_body_bytes
+
+    app = base_app(settings, "rag", lifespan=lifespan, limit_for=limit_for)
+    app.state.store = None
+    app.state.embedder = None
+    app.state.preloaded = embedder
+    app.state.embedder_error = None
+    app.state.ingestor = None
+    app.state.jobs = Jobs(settings.max_jobs)
+    for module in (health, collections, documents, jobs, search, embeddings):
+        app.include_router(module.router)
+    return app
