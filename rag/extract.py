@@ -111,6 +111,8 @@ def _pdf(data: bytes, settings: Settings, deadline: float) -> Extracted:
                 raise APIError(422, "Extracting the PDF took too long.",
                                code="extraction_timeout", param="files")
             starts.append(size)
+            # extract_text swallows decoding errors; reading the stream first surfaces a bomb.
+            page.get_contents()
             text = (page.extract_text() or "").strip() + "\n\n"
             size += len(text)
             if size > settings.max_extracted_chars:

@@ -1,0 +1,35 @@
+"""Fixtures of the rag tests: one embedder for the session, apps on temporary stores."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from fastapi.testclient import TestClient
+
+from rag.embedder import Embedder
+from rag.main import create_app
+
+from .helpers import make_settings, wait_ready
+
+
+@pytest.fixture(scope="session")
+def embedder() -> Embedder:
+    return Embedder()
+
+
+@pytest.fixture(scope="session")
+def client(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder
+           ) -> Iterator[TestClient]:
+    """One embedded-mode app for the tests that only need a working service."""
+    settings = make_settings(tmp_path_factory.mktemp("rag"))
+    with TestClient(create_app(settings, embedder)) as c:
+        wait_ready(c)
+        yield c
+
+
+@pytest.fixture
+def collection() -> str:
+    """A fresh collection name per test, so tests sharing the app do not meet."""
+    return f"t-{uuid.uuid4().hex[:10]}"
