@@ -13,3 +13,5 @@ def setup_logging(level: str = "info", service: str = "tinyllm") -> None:
         datefmt="%H:%M:%S",
         force=True,
     )
+    # One line per outgoing request drowns the service's own log.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
