@@ -8,7 +8,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -54,6 +54,7 @@ class Ingestor:
         self.settings = settings
         self.embedder = embedder
         self.store = store
+        self.group = ENCODE_GROUP
         self.chunk_tokens = min(settings.chunk_tokens, embedder.max_chunk_tokens)
         self._locks: dict[tuple[str, str], threading.Lock] = {}
         self._locks_guard = threading.Lock()
@@ -119,17 +120,22 @@ class Ingestor:
                 "uploaded_ts": now, "complete": False,
                 "uploaded_at": datetime.fromtimestamp(now, timezone.utc).isoformat()}
         pending: Future | None = None
-        for first in range(0, len(doc.chunks), ENCODE_GROUP):
-            group = doc.chunks[first:first + ENCODE_GROUP]
-            vectors = self.embedder.encode([c.text for c in group])
+        try:
+            for first in range(0, len(doc.chunks), self.group):
+                group = doc.chunks[first:first + self.group]
+                vectors = self.embedder.encode([c.text for c in group])
+                if pending is not None:
+                    pending.result()
+                ids = [point_id(doc.doc_id, doc.content_hash, c.index) for c in group]
+                payloads = [{**base, "chunk_index": c.index, "page": c.page, "start": c.start,
+                             "end": c.end, "text": c.text} for c in group]
+                # Write this group while the next one is being encoded.
+                pending = self._writer.submit(self._upsert, collection, ids, vectors, payloads,
+                                              progress)
+        finally:
+            # Never return (or clean up after a failure) with a write still in flight.
             if pending is not None:
-                pending.result()
-            ids = [point_id(doc.doc_id, doc.content_hash, c.index) for c in group]
-            payloads = [{**base, "chunk_index": c.index, "page": c.page, "start": c.start,
-                         "end": c.end, "text": c.text} for c in group]
-            # Write this group while the next one is being encoded.
-            pending = self._writer.submit(self._upsert, collection, ids, vectors, payloads,
-                                          progress)
+                wait([pending])
         if pending is not None:
             pending.result()
 
