@@ -23,7 +23,6 @@ log = logging.getLogger(__name__)
 
 # Fixed namespace so the same document bytes always map to the same point ids.
 POINT_NS = uuid.UUID("6f1c1d2e-5b8a-4c4e-9a63-2b1f0c7d9e11")
-ENCODE_GROUP = 64  # chunks per encode call: progress granularity and upsert batch size
 
 
 @dataclass
@@ -54,7 +53,7 @@ class Ingestor:
         self.settings = settings
         self.embedder = embedder
         self.store = store
-        self.group = ENCODE_GROUP
+        self.group = settings.write_batch
         self.chunk_tokens = min(settings.chunk_tokens, embedder.max_chunk_tokens)
         self._locks: dict[tuple[str, str], threading.Lock] = {}
         self._locks_guard = threading.Lock()

@@ -8,9 +8,11 @@ import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
 
 from services.app import base_app
+from services.http import UpstreamBadResponse, UpstreamUnavailable
 
 from .api.routes import collections, documents, embeddings, health, jobs, search
 from .config import Settings
@@ -66,6 +68,23 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await asyncio.to_thread(app.state.store.close)
 
 
+def _install_store_errors(app: FastAPI) -> None:
+    """Qdrant failures answer 503 (unreachable) or 502 (bad answer), in the envelope."""
+    from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
+
+    async def unreachable(_: Request, exc: Exception) -> JSONResponse:
+        log.warning("qdrant unreachable: %s", exc)
+        return UpstreamUnavailable("Qdrant", type(exc).__name__).response()
+
+    async def bad_answer(_: Request, exc: Exception) -> JSONResponse:
+        status = getattr(exc, "status_code", 0) or 0
+        return UpstreamBadResponse("Qdrant", status, str(getattr(exc, "content", b""))[:300]
+                                   ).response()
+
+    app.add_exception_handler(ResponseHandlingException, unreachable)
+    app.add_exception_handler(UnexpectedResponse, bad_answer)
+
+
 def create_app(settings: Settings | None = None, embedder: Embedder | None = None) -> FastAPI:
     """Build the rag app; the model and store are opened by its lifespan.
 
@@ -85,6 +104,7 @@ def create_app(settings: Settings | None = None, embedder: Embedder | None = Non
     app.state.embedder_error = None
     app.state.ingestor = None
     app.state.jobs = Jobs(settings.max_jobs)
+    _install_store_errors(app)
     for module in (health, collections, documents, jobs, search, embeddings):
         app.include_router(module.router)
     return app

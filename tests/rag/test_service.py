@@ -1,0 +1,80 @@
+"""Auth, health and dependency failures of the rag app (apps built side by side)."""
+
+from __future__ import annotations
+
+import pytest
+from fastapi.testclient import TestClient
+
+from rag.main import create_app
+from services.procs import free_port
+
+from .helpers import assert_error, make_settings, upload, wait_ready
+
+
+def test_api_key_guards_everything_but_health(tmp_path, embedder):
+    settings = make_settings(tmp_path, api_key="s3cret")
+    with TestClient(create_app(settings, embedder)) as client:
+        wait_ready(client)
+        assert client.get("/health").status_code == 200
+        for method, path in [("get", "/collections"), ("post", "/search"),
+                             ("post", "/v1/embeddings"), ("get", "/jobs/x"),
+                             ("get", "/metrics"), ("get", "/collections/a/documents")]:
+            assert_error(getattr(client, method)(path), 401, "missing_api_key",
+                         "authentication_error")
+        assert_error(client.get("/collections", headers={"Authorization": "Bearer nope"}), 401,
+                     "invalid_api_key")
+        ok = {"Authorization": "Bearer s3cret"}
+        assert client.get("/collections", headers=ok).status_code == 200
+        response = client.post("/collections/k/documents", headers=ok,
+                               files=[("files", ("a.txt", b"keyed text"))])
+        assert response.status_code == 200, response.text
+
+
+def test_embedder_that_fails_to_load_reports_503(tmp_path):
+    settings = make_settings(tmp_path, embedding_model=tmp_path / "no-such-model")
+    with TestClient(create_app(settings)) as client:
+        for _ in range(200):
+            body = client.get("/health").json()
+            if body["dependencies"]["embedder"] != "loading":
+                break
+        response = client.get("/health")
+        assert response.status_code == 503 and response.headers["retry-after"]
+        assert response.json()["dependencies"] == {"embedder": "failed", "qdrant": "ok"}
+        err = assert_error(client.post("/search", json={"query": "x", "collections": ["a"]}),
+                           503, "embedder_failed", "service_unavailable")
+        assert err["message"]
+        assert_error(upload(client, "a", ("a.txt", b"text")), 503, "embedder_failed")
+        # What does not need the model still works.
+        assert client.get("/collections").json() == {"data": []}
+
+
+def test_qdrant_server_down_is_503(tmp_path, embedder):
+    url = f"http://127.0.0.1:{free_port()}"
+    settings = make_settings(tmp_path, qdrant_url=url)
+    with TestClient(create_app(settings, embedder)) as client:
+        response = client.get("/health")
+        assert response.status_code == 503
+        assert response.json()["dependencies"]["qdrant"] == "down"
+        assert_error(client.get("/collections"), 503, "upstream_unavailable",
+                     "service_unavailable")
+        assert_error(client.post("/search", json={"query": "x", "collections": ["a"]}), 503,
+                     "upstream_unavailable")
+
+
+def test_metrics_count_requests(client):
+    client.get("/collections")
+    text = client.get("/metrics").text
+    assert 'http_requests_total{method="GET",route="/collections",status="200"}' in text
+
+
+@pytest.mark.parametrize("env,expected", [({}, None), ({"QDRANT_URL": "http://q:6333"},
+                                                        "http://q:6333")])
+def test_qdrant_url_setting_has_no_prefix(monkeypatch, env, expected):
+    from rag.config import Settings
+
+    monkeypatch.delenv("QDRANT_URL", raising=False)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("RAG_CHUNK_TOKENS", "128")
+    settings = Settings()
+    assert settings.qdrant_url == expected and settings.chunk_tokens == 128
