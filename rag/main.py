@@ -27,8 +27,8 @@ UPLOAD_PATH = re.compile(r"^/collections/[^/]+/documents/?$")
 
 def _load_embedder(app: FastAPI, settings: Settings) -> None:
     try:
-        embedder = app.state.preloaded or Embedder(settings.embedding_model,
-                                                   settings.embedding_batch_size)
+        embedder = app.state.preloaded or Embedder(
+            settings.embedding_model, settings.embedding_batch_size, settings.embedding_device)
     except Exception as exc:  # reported by /health and 503s rather than crashing the service
         log.exception("could not load the embedding model")
         app.state.embedder_error = str(exc)
