@@ -96,16 +96,22 @@ class Ingestor:
                 return self._row(doc, "unchanged")
             replacing = (self.store.count_document(collection, doc.doc_id)
                          > self.store.count_version(collection, doc.doc_id, doc.content_hash))
+            self.store.begin_write(collection)
+            clean = False
             try:
                 self._write_points(collection, doc, progress)
                 self.store.mark_complete(collection, doc.doc_id, doc.content_hash)
+                clean = True
             except BaseException:
                 # Leave nothing half-written behind; the old version stays searchable.
                 try:
                     self.store.drop_version(collection, doc.doc_id, doc.content_hash)
+                    clean = True
                 except Exception:
                     log.exception("could not remove the partial points of %s", doc.name)
                 raise
+            finally:
+                self.store.end_write(collection, clean)
             self.store.drop_other_versions(collection, doc.doc_id, doc.content_hash)
             status = "replaced" if replacing else "added"
             log.info("ingested %s into %s: %d chunks (%s)", doc.name, collection, n, status)

@@ -10,6 +10,7 @@ import contextlib
 import re
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
@@ -55,6 +56,10 @@ class Store:
                                        timeout=30)
         # The embedded engine is not built for concurrent writers from several threads.
         self._lock: Any = threading.RLock() if self.embedded else contextlib.nullcontext()
+        # Embedded mode scans payload filters in Python (10x a search), so it skips the
+        # `complete` filter unless this process has incomplete points in that collection.
+        self._writing: Counter[str] = Counter()
+        self._dirty: set[str] = set()
 
     @contextlib.contextmanager
     def locked(self) -> Iterator[QdrantClient]:
@@ -212,10 +217,25 @@ class Store:
                                code="document_not_found", param="document_id")
             c.delete(name, points_selector=qm.FilterSelector(filter=selector), wait=True)
 
+    def begin_write(self, name: str) -> None:
+        """Note that incomplete points may appear in `name` until `end_write`."""
+        with self.locked():
+            self._writing[name] += 1
+
+    def end_write(self, name: str, clean: bool) -> None:
+        """The write is over; `clean` False means incomplete points may have been left."""
+        with self.locked():
+            self._writing[name] -= 1
+            if not clean:
+                self._dirty.add(name)
+
     def search(self, name: str, vector: list[float], k: int,
                conditions: list[Any]) -> list[dict[str, Any]]:
-        query_filter = qm.Filter(must=[_match("complete", True), *conditions])
         with self.locked() as c:
+            # Checked under the lock, so no write can slip in between the check and the query.
+            strict = not self.embedded or self._writing[name] > 0 or name in self._dirty
+            must = [_match("complete", True)] if strict else []
+            query_filter = qm.Filter(must=[*must, *conditions]) if must or conditions else None
             hits = c.query_points(name, query=vector, query_filter=query_filter, limit=k,
                                   with_payload=True).points
         return [hit_row(name, h.score, h.payload or {}) for h in hits]

@@ -96,14 +96,32 @@ def test_failure_halfway_leaves_nothing_searchable(client, collection, monkeypat
     assert [d["bytes"] for d in docs] == [len(old)]
 
 
-def test_incomplete_points_are_never_searched(client, collection):
+def test_a_document_being_written_is_not_searchable(client, collection, monkeypatch):
+    monkeypatch.setattr(client.app.state.ingestor, "group", 4)
+    upload(client, collection, ("other.txt", b"Zebras have striped coats."))
+    data = ("Alpacas hum when they are content. " + long_text(30)).encode()
+    job = upload(client, collection, ("alpaca.txt", data), background="true").json()["job"]
+    while job["progress"] == 0 and job["status"] != "failed":
+        time.sleep(0.02)
+        job = client.get(f"/jobs/{job['id']}").json()
+    assert job["status"] == "running" and 0 < job["progress"] < 1, job
+    assert points(client, collection) > 1
+    assert not any("Alpacas" in t for t in texts(client, collection, "alpacas hum"))
+    names = [d["name"] for d in client.get(f"/collections/{collection}/documents").json()["data"]]
+    assert names == ["other.txt"]
+    while job["status"] == "running":
+        time.sleep(0.05)
+        job = client.get(f"/jobs/{job['id']}").json()
+    assert any("Alpacas" in t for t in texts(client, collection, "alpacas hum"))
+
+
+def test_leftover_incomplete_points_are_cleaned_up(client, collection):
     upload(client, collection, ("a.txt", b"Alpacas hum when they are content."))
     store = client.app.state.store
     with store.locked() as c:
         c.set_payload(collection, {"complete": False},
                       points=qm.Filter(must=[qm.FieldCondition(
                           key="document", match=qm.MatchValue(value="a.txt"))]))
-    assert texts(client, collection, "alpacas hum") == []
     assert client.get(f"/collections/{collection}/documents").json()["data"] == []
     assert store.cleanup_incomplete(None) >= 1
     assert points(client, collection) == 0
