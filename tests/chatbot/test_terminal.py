@@ -1,0 +1,59 @@
+"""`tinyllm chat` in a pseudo-terminal: memory across turns, Ctrl-C stops only the answer."""
+
+from __future__ import annotations
+
+import sys
+
+import pexpect
+import pytest
+
+from services.procs import REPO
+from tests.utils.procs import ServiceProcess
+
+pytestmark = pytest.mark.slow
+
+
+def spawn(*args: str) -> pexpect.spawn:
+    return pexpect.spawn(sys.executable, ["-m", "services.cli", "chat", *args], cwd=str(REPO),
+                         encoding="utf-8", timeout=90, dimensions=(40, 200))
+
+
+def test_two_turns_through_the_gateway_then_ctrl_c(chatbot: ServiceProcess) -> None:
+    child = spawn("--base-url", chatbot.url + "/v1", "--temperature", "0", "--max-tokens", "400")
+    child.expect("Chatting with smollm2-135m-instruct")
+    child.expect_exact("you> ")
+    child.sendline("Remember the word banana.")
+    child.expect_exact("you> ")
+    child.sendline("Which word did I ask you to remember?")
+    child.expect_exact("bot> ")
+    child.expect_exact("you> ")
+    assert "banana" in child.before.lower()
+    child.sendline("Write a very long story about a dragon who learns to cook.")
+    child.expect_exact("bot> ")
+    child.expect(r"\w+ \w+ \w+")  # the answer is streaming
+    child.sendintr()
+    child.expect_exact("[stopped]")
+    child.expect_exact("you> ")  # the program goes on
+    child.sendline("")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0
+
+
+def test_readable_error_when_the_server_is_down() -> None:
+    child = spawn("--base-url", "http://127.0.0.1:9/v1")
+    child.expect("error: cannot reach http://127.0.0.1:9/v1")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 1
+
+
+def test_works_straight_against_llmserver(llm_server: ServiceProcess) -> None:
+    child = spawn("--base-url", llm_server.url + "/v1", "--max-tokens", "16")
+    child.expect_exact("you> ")
+    child.sendline("Hi")
+    child.expect_exact("bot> ")
+    child.expect_exact("you> ")
+    assert child.before.strip()
+    child.sendeof()
+    child.expect(pexpect.EOF)
