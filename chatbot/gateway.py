@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from contextlib import AsyncExitStack
@@ -12,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from services.errors import APIError
 
 from .config import Settings
-from .llm import LLMClient, deltas, sse_json
+from .llm import LLMClient, deltas, raw_events, sse_json
 from .prompt import check_citations, public_sources, sources_block
 from .rag_client import RagClient
 
@@ -55,7 +56,8 @@ async def prepare(req: ChatRequest, settings: Settings, rag: RagClient) -> Prepa
     body = req.model_dump(exclude={"collection", "collections"}, exclude_none=True)
     body["model"] = req.model or settings.default_model
     include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-    body["stream_options"] = {"include_usage": True}
+    if not req.stream:
+        body["stream_options"] = {"include_usage": True}  # to report usage when gathering
     sources: list[dict] = []
     notices: list[dict] = []
     if collections:
@@ -119,19 +121,17 @@ async def complete(response: Any, prepared: Prepared) -> dict[str, Any]:
 
 async def stream(response: Any, prepared: Prepared,
                  stack: AsyncExitStack) -> AsyncIterator[dict[str, str]]:
-    """Pass chunks through; add a last chunk with the sources; errors as an SSE error event."""
+    """Pass chunks through as they are; add a last chunk with the sources; errors as an SSE
+    error event and no [DONE]."""
     parts: list[str] = []
     last: dict[str, Any] = {}
     try:
-        async for chunk in deltas(response):
-            last = chunk
-            for choice in chunk.get("choices") or []:
-                parts.append((choice.get("delta") or {}).get("content") or "")
-            if chunk.get("usage") and not chunk.get("choices") and not prepared.include_usage:
-                continue
-            if not prepared.include_usage:
-                chunk.pop("usage", None)
-            yield {"data": sse_json(chunk)}
+        async for data in raw_events(response):
+            if prepared.sources:  # only then is the text needed (to check citations)
+                last = json.loads(data)
+                for choice in last.get("choices") or []:
+                    parts.append((choice.get("delta") or {}).get("content") or "")
+            yield {"data": data}
         _, extra = extras(prepared, "".join(parts))
         if extra:
             yield {"data": sse_json({"id": last.get("id"), "object": "chat.completion.chunk",

@@ -10,7 +10,7 @@ from typing import Any, AsyncIterator
 import httpx
 
 from services.errors import APIError
-from services.http import UpstreamTimeout, UpstreamUnavailable, request_json, sse_events
+from services.http import UpstreamTimeout, UpstreamUnavailable, request_json
 from services.http import upstream_api_error
 
 from .queue import FairQueue, Ticket, Upstream
@@ -101,24 +101,39 @@ class LLMClient:
             await response.aclose()
 
 
-async def deltas(response: httpx.Response) -> AsyncIterator[dict[str, Any]]:
-    """The chunks of an upstream stream; an in-stream error event raises it as APIError."""
+async def raw_events(response: httpx.Response) -> AsyncIterator[str]:
+    """The `data:` payloads of an upstream stream, unparsed (the gateway passes them through).
+
+    Stops at [DONE]; an in-stream error event raises it as APIError.
+    """
     try:
-        async for event in sse_events(response):
-            if event == "[DONE]":
+        async for line in response.aiter_lines():
+            if not line.startswith("data:"):
+                continue
+            data = line[5:].strip()
+            if data == "[DONE]":
                 return
-            assert isinstance(event, dict)
-            if "error" in event:
-                err = event["error"] or {}
+            if data.startswith('{"error"'):
+                err = json.loads(data)["error"] or {}
                 raise APIError(502, str(err.get("message", "upstream error")),
                                code=err.get("code") or "upstream_error",
                                type=err.get("type") or "upstream_error")
-            yield event
+            yield data
     except httpx.TimeoutException as exc:
         raise UpstreamTimeout(NAME) from exc
     except httpx.TransportError as exc:
         raise APIError(502, f"{NAME} stream broke off: {type(exc).__name__}",
                        code="upstream_stream_broken") from exc
+
+
+async def deltas(response: httpx.Response) -> AsyncIterator[dict[str, Any]]:
+    """The parsed chunks of an upstream stream."""
+    async for data in raw_events(response):
+        try:
+            yield json.loads(data)
+        except ValueError as exc:
+            raise APIError(502, "llmserver sent a malformed stream chunk.",
+                           code="bad_upstream_response") from exc
 
 
 def sse_json(obj: Any) -> str:
