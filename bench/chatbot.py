@@ -140,7 +140,8 @@ llmserver. Single streams: {rounds} alternating rounds per path, medians.
 Concurrent users, one streamed answer each (llmserver generates one at a time; everyone else
 waits in a queue, in llmserver's own on the direct path and in the gateway's on the other):
 
-| users | direct tok/s | gateway tok/s | ratio | direct TTFT p50 / p95 (ms) | gateway TTFT p50 / p95 (ms) | direct errors / truncated | gateway errors / truncated |
+| users | direct tok/s | gateway tok/s | ratio | direct TTFT p50 / p95 (ms) \
+| gateway TTFT p50 / p95 (ms) | direct errors / truncated | gateway errors / truncated |
 |---|---|---|---|---|---|---|---|
 {rows}
 

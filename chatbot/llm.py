@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any, AsyncIterator
+from typing import Any
 
 import httpx
 
 from services.errors import APIError
-from services.http import UpstreamTimeout, UpstreamUnavailable, request_json
-from services.http import upstream_api_error
+from services.http import UpstreamTimeout, UpstreamUnavailable, request_json, upstream_api_error
 
 from .queue import FairQueue, Ticket, Upstream
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any, AsyncIterator
+from typing import Any
 
 from fastapi import FastAPI, Request, Response
 
@@ -28,7 +29,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         upstreams = [Upstream(url, c) for url, c in
-                     zip(settings.llm_url_list(), settings.llm_concurrency_list())]
+                     zip(settings.llm_url_list(), settings.llm_concurrency_list(), strict=False)]
         queue = FairQueue(upstreams, settings.queue_size, settings.retry_down_s)
         llm_key = settings.llm_api_key.get_secret_value() if settings.llm_api_key else None
         rag_key = settings.rag_api_key.get_secret_value() if settings.rag_api_key else None

@@ -37,7 +37,7 @@ class Upstream:
 class Ticket:
     """A place in the queue; `granted` resolves to the upstream it may use."""
 
-    queue: "FairQueue"
+    queue: FairQueue
     granted: asyncio.Future = field(default_factory=lambda: asyncio.get_running_loop()
                                     .create_future())
     moved: asyncio.Event = field(default_factory=asyncio.Event)
@@ -50,11 +50,12 @@ class Ticket:
     async def wait(self) -> Upstream:
         """Wait for a slot; cancelling the caller leaves the queue."""
         try:
-            self.upstream = await asyncio.shield(self.granted)
+            upstream: Upstream = await asyncio.shield(self.granted)
         except asyncio.CancelledError:
             self.release()
             raise
-        return self.upstream
+        self.upstream = upstream
+        return upstream
 
     def release(self, failed: bool = False) -> None:
         """Give the slot (or the place in line) back; `failed` marks the upstream down."""
@@ -132,7 +133,8 @@ class FairQueue:
 
     def _schedule_wake(self) -> None:
         """A down upstream comes back by time alone: re-dispatch when its mark expires."""
-        downs = [u.down_until for u in self.upstreams if u.is_down() and u.in_flight < u.concurrency]
+        downs = [u.down_until for u in self.upstreams
+                 if u.is_down() and u.in_flight < u.concurrency]
         if not downs or self._wake is not None:
             return
         loop = asyncio.get_running_loop()

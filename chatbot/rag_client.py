@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import logging
-from typing import Any, AsyncIterator
+from collections.abc import AsyncIterator
+from typing import Any
 
 import httpx
 
 from services.errors import APIError
-from services.http import UpstreamError, UpstreamTimeout, UpstreamUnavailable, request_json
-from services.http import upstream_api_error
+from services.http import (
+    UpstreamError,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+    request_json,
+    upstream_api_error,
+)
 
 log = logging.getLogger(__name__)
 NAME = "rag"

@@ -9,7 +9,7 @@ import argparse
 import logging
 import os
 import sys
-from typing import TextIO
+from typing import Any, TextIO
 
 import openai
 
@@ -45,11 +45,11 @@ def error_text(exc: Exception, base_url: str) -> str:
     return str(exc)
 
 
-def answer(client: openai.OpenAI, args: argparse.Namespace, messages: list[dict],
+def answer(client: openai.OpenAI, args: argparse.Namespace, messages: list[Any],
            out: TextIO) -> str:
     """Stream one answer to `out`; Ctrl-C ends it early and keeps what arrived."""
     parts: list[str] = []
-    stream = client.chat.completions.create(model=args.model, messages=messages, stream=True,
+    stream: Any = client.chat.completions.create(model=args.model, messages=messages, stream=True,
                                             temperature=args.temperature,
                                             max_tokens=args.max_tokens)
     try:
@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
             return 1
     out.write(f"Chatting with {args.model} at {args.base_url}. Empty line quits; "
               "Ctrl-C stops an answer.\n")
-    messages: list[dict] = [{"role": "system", "content": args.system}] if args.system else []
+    messages: list[Any] = [{"role": "system", "content": args.system}] if args.system else []
     while True:
         try:
             line = input("you> ")

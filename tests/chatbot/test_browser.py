@@ -66,7 +66,7 @@ def test_chat_page_end_to_end(ui: ServiceProcess, page, artifacts_dir: Path) -> 
     answer = page.locator(".message.assistant .body").last
     expect(answer).to_have_text(re.compile(r"\w{3}"))
     first = len(answer.inner_text())
-    expect(answer).to_have_text(re.compile(r"[\s\S]{%d}" % (first + 10)))
+    expect(answer).to_have_text(re.compile(rf"[\s\S]{{{first + 10}}}"))
     page.click("#stop")
     expect(page.locator("#status")).to_have_text("stopped")
     stopped_len = len(assistant_texts(page)[-1])

@@ -30,10 +30,10 @@ async def health(llm: LLMDep, rag: RagDep) -> JSONResponse:
     """200 when at least one llmserver is ready; rag down only degrades answers."""
     urls = [u.url for u in llm.queue.upstreams]
     states = await asyncio.gather(*(_probe(llm.http, url) for url in urls), rag.health())
-    llm_states, rag_state = dict(zip(urls, states[:-1])), states[-1]
+    llm_states, rag_state = dict(zip(urls, states[:-1], strict=False)), states[-1]
     overall = OK if OK in llm_states.values() else "unavailable"
     response = health_response("chatbot", {"llmserver": overall})
-    body = json.loads(response.body)
+    body = json.loads(bytes(response.body))
     body["upstreams"] = llm_states
     body["optional"] = {"rag": rag_state}
     body["queue"] = llm.queue.snapshot()
