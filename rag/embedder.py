@@ -45,10 +45,11 @@ class Embedder:
 
         self.model: Any = SentenceTransformer(str(self.path), device=device,
                                               local_files_only=True)
-        self.dim = int(self.model.get_embedding_dimension()
-                       if hasattr(self.model, "get_embedding_dimension")
-                       else self.model.get_sentence_embedding_dimension())
-        self.max_seq_length = int(self.model.max_seq_length)
+        model: Any = self.model
+        getter = getattr(model, "get_embedding_dimension", None) or \
+            model.get_sentence_embedding_dimension
+        self.dim = int(getter())
+        self.max_seq_length = int(model.max_seq_length)
         self.tokenizer = self._fast_tokenizer()
         log.info("embedder %s loaded from %s (dim %d, max %d tokens)", self.name, self.path,
                  self.dim, self.max_seq_length)

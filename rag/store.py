@@ -198,7 +198,8 @@ class Store:
         """The complete documents of a collection, from each one's first chunk."""
         self.info(name)
         selector = qm.Filter(must=[_match("chunk_index", 0), _match("complete", True)])
-        docs, offset = [], None
+        docs: list[dict[str, Any]] = []
+        offset: Any = None
         with self.locked() as c:
             while True:
                 points, offset = c.scroll(name, scroll_filter=selector, limit=256, offset=offset,
