@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import AliasChoices, Field
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from services.config import ServiceSettings, default_data_dir
@@ -25,12 +25,11 @@ class Settings(ServiceSettings):
         description="Folder of the embedded Qdrant store (used when QDRANT_URL is unset).",
     )
     qdrant_url: str | None = Field(
-        None, validation_alias=AliasChoices("QDRANT_URL", "RAG_QDRANT_URL", "qdrant_url"),
+        None, validation_alias="QDRANT_URL",
         description="Qdrant server URL (e.g. http://qdrant:6333); unset means embedded on disk.",
     )
     qdrant_api_key: str | None = Field(
-        None, validation_alias=AliasChoices("QDRANT_API_KEY", "RAG_QDRANT_API_KEY",
-                                            "qdrant_api_key"),
+        None, validation_alias="QDRANT_API_KEY",
         description="API key of the Qdrant server, if it requires one.",
     )
     embedding_model: Path | None = Field(
