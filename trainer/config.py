@@ -22,7 +22,8 @@ class Settings(ServiceSettings):
 
     # data
     train_data: Path | None = Field(None, description="UTF-8 text file to train on (.gz ok).")
-    val_fraction: float = Field(0.1, gt=0, lt=0.5, description="Tail share held out for validation.")
+    val_fraction: float = Field(0.1, gt=0, lt=0.5,
+                                description="Tail share held out for validation.")
     vocab_size: int = Field(4096, ge=300, le=65535, description="BPE vocabulary size to train.")
     # model (the original example: --ctx 32 --embd 256 --head 8 --layer 16)
     ctx: int = Field(128, ge=4, le=8192, description="Context length in tokens.")
