@@ -135,7 +135,7 @@ class Llama(nn.Module):
         if t > self.cfg.ctx:
             cos, sin = (x.to(idx.device) for x in rope_tables(self.cfg, t))
         else:
-            cos, sin = self.rope_cos[:t], self.rope_sin[:t]
+            cos, sin = self.rope_cos[:t], self.rope_sin[:t]  # type: ignore[index]
         x = self.tok_embeddings(idx)
         for block in self.layers:
             x = block(x, cos, sin)

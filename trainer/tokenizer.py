@@ -17,7 +17,10 @@ class BPETokenizer:
 
     def __init__(self, tok: Tokenizer) -> None:
         self.tok = tok
-        self.eos_id = tok.token_to_id(EOS)
+        eos = tok.token_to_id(EOS)
+        if eos is None:
+            raise ValueError(f"tokenizer has no {EOS} token")
+        self.eos_id: int = eos
 
     @classmethod
     def train(cls, texts: Iterable[str], vocab_size: int) -> BPETokenizer:
