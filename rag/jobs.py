@@ -82,8 +82,12 @@ async def prepare_all(ingestor: Ingestor, uploads: list[tuple[str | None, bytes]
 
 
 async def ingest(ingestor: Ingestor, collection: str, uploads: list[tuple[str | None, bytes]],
-                 job: Job) -> list[dict[str, Any]]:
-    """Run one upload request to the end, updating `job` as chunks are written."""
+                 job: Job, counter: Any = None) -> list[dict[str, Any]]:
+    """Run one upload request to the end, updating `job` as chunks are written.
+
+    Args:
+        counter: a Prometheus counter (label: collection) of chunks written, if any.
+    """
     job.status = "running"
     docs = await prepare_all(ingestor, uploads)
     job.total = sum(len(d.chunks) for d in docs)
@@ -91,15 +95,17 @@ async def ingest(ingestor: Ingestor, collection: str, uploads: list[tuple[str | 
     for doc in docs:
         row = await asyncio.to_thread(ingestor.write, collection, doc, job.add)
         job.documents.append(row)
+        if counter is not None and row["status"] != "unchanged":
+            counter.labels(collection).inc(row["chunks"])
     job.status = "done"
     return job.documents
 
 
 async def run_job(ingestor: Ingestor, collection: str, uploads: list[tuple[str | None, bytes]],
-                  job: Job) -> None:
+                  job: Job, counter: Any = None) -> None:
     """`ingest` as a background task: failures land in the job, in the error envelope."""
     try:
-        await ingest(ingestor, collection, uploads, job)
+        await ingest(ingestor, collection, uploads, job, counter)
     except APIError as exc:
         job.status, job.error = "failed", exc.body()["error"]
     except asyncio.CancelledError:

@@ -104,6 +104,11 @@ def create_app(settings: Settings | None = None, embedder: Embedder | None = Non
     app.state.embedder_error = None
     app.state.ingestor = None
     app.state.jobs = Jobs(settings.max_jobs)
+    metrics = app.state.metrics
+    app.state.ingested = metrics.counter("rag_chunks_ingested_total",
+                                         "Chunks embedded and written.", ("collection",))
+    app.state.search_seconds = metrics.histogram("rag_search_seconds",
+                                                 "Time of one /search (embed + query).")
     _install_store_errors(app)
     for module in (health, collections, documents, jobs, search, embeddings):
         app.include_router(module.router)

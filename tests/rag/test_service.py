@@ -61,10 +61,14 @@ def test_qdrant_server_down_is_503(tmp_path, embedder):
                      "upstream_unavailable")
 
 
-def test_metrics_count_requests(client):
+def test_metrics_count_requests_chunks_and_searches(client, collection):
     client.get("/collections")
+    upload(client, collection, ("m.txt", b"Metrics count this chunk."))
+    client.post("/search", json={"query": "metrics", "collections": [collection]})
     text = client.get("/metrics").text
     assert 'http_requests_total{method="GET",route="/collections",status="200"}' in text
+    assert f'rag_chunks_ingested_total{{collection="{collection}"}} 1.0' in text
+    assert "rag_search_seconds_count" in text
 
 
 @pytest.mark.parametrize("env,expected", [({}, None), ({"QDRANT_URL": "http://q:6333"},

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, File, Query, UploadFile
+from fastapi import APIRouter, Depends, File, Query, Request, UploadFile
 from fastapi.responses import JSONResponse
 
 from services.auth import require_api_key
@@ -23,6 +23,7 @@ MAX_FILES = 100
 @router.post("")
 async def upload(
     name: str,
+    request: Request,
     files: Annotated[list[UploadFile], File(description="One or several documents.")],
     store: StoreDep, embedder: EmbedderDep, ingestor: IngestorDep, jobs: JobsDep,
     background: Annotated[bool, Query(description="Answer 202 with a job at once.")] = False,
@@ -37,9 +38,9 @@ async def upload(
     uploads = [(f.filename, await f.read()) for f in files]
     job = jobs.create()
     if background:
-        jobs.spawn(run_job(ingestor, name, uploads, job))
+        jobs.spawn(run_job(ingestor, name, uploads, job, request.app.state.ingested))
         return JSONResponse({"job": job.as_dict()}, status_code=202)
-    documents = await ingest(ingestor, name, uploads, job)
+    documents = await ingest(ingestor, name, uploads, job, request.app.state.ingested)
     return JSONResponse({"documents": documents})
 
 

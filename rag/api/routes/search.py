@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, Field
 
 from services.auth import require_api_key
@@ -27,8 +28,10 @@ class SearchRequest(BaseModel):
 
 
 @router.post("")
-async def search(body: SearchRequest, store: StoreDep, embedder: EmbedderDep) -> dict[str, Any]:
+async def search(body: SearchRequest, request: Request, store: StoreDep,
+                 embedder: EmbedderDep) -> dict[str, Any]:
     """The k best chunks over the given collections, best first."""
+    start = time.perf_counter()
     conditions = filter_conditions(body.filter)
     names = list(dict.fromkeys(body.collections))
     for name in names:
@@ -38,4 +41,5 @@ async def search(body: SearchRequest, store: StoreDep, embedder: EmbedderDep) ->
     for name in names:
         results += await asyncio.to_thread(store.search, name, vector, body.k, conditions)
     results.sort(key=lambda r: r["score"], reverse=True)
+    request.app.state.search_seconds.observe(time.perf_counter() - start)
     return {"results": results[:body.k]}
