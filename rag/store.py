@@ -207,7 +207,7 @@ class Store:
                 docs.extend(document_row(p.payload or {}) for p in points)
                 if offset is None:
                     break
-        return sorted(docs, key=lambda d: (d["uploaded_at"], d["name"]))
+        return sorted(docs, key=lambda d: (d["uploaded_at"] or "", d["name"] or ""))
 
     def delete_document(self, name: str, doc_id: str) -> None:
         self.info(name)
@@ -267,7 +267,8 @@ def filter_conditions(spec: dict[str, Any] | None) -> list[Any]:
             conditions.append(_match("doc_id" if key == "document_id" else "document", value))
         elif key == "page" and isinstance(value, int) and not isinstance(value, bool):
             conditions.append(_match("page", value))
-        elif key == "page" and isinstance(value, dict) and value and set(value) <= {"gte", "lte"}:
+        elif key == "page" and isinstance(value, dict) and value and set(value) <= {"gte", "lte"} \
+                and all(isinstance(v, int) and not isinstance(v, bool) for v in value.values()):
             conditions.append(qm.FieldCondition(key="page", range=qm.Range(**value)))
         else:
             raise APIError(400, f"Unsupported filter '{key}': use document, document_id or "
