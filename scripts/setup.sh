@@ -42,6 +42,8 @@ if [ $with_tests = 1 ]; then
   missing=()
   [ -x /usr/bin/chromium ] || missing+=(chromium)
   command -v docker-compose >/dev/null || missing+=(docker-compose)
+  # The trainer benchmark's real text (the Jargon File).
+  [ -f /usr/share/doc/jargon-text/jargon.txt.gz ] || missing+=(jargon-text)
   if [ ${#missing[@]} -gt 0 ]; then
     echo "==> installing ${missing[*]} (Debian packages)"
     SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo

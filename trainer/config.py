@@ -40,6 +40,8 @@ class Settings(ServiceSettings):
     warmup: int = Field(-1, ge=-1, description="Warm-up steps; -1 = 5% of --iters.")
     weight_decay: float = Field(0.1, ge=0, description="AdamW weight decay on matrices.")
     grad_clip: float = Field(1.0, ge=0, description="Gradient-norm clip; 0 disables.")
+    max_seconds: float = Field(0, ge=0, description="Stop (checkpoint, export) after this "
+                               "many seconds of training; 0 = no limit.")
     seed: int = Field(42, description="Seed for init, batches and sampling.")
     # evaluation, checkpoints, outputs
     eval_every: int = Field(100, ge=0, description="Steps between validation passes; 0 = end only.")

@@ -65,7 +65,7 @@ def output_paths(s: Settings) -> tuple[Path, Path]:
         model = s.models_dir / model
     if model.suffix != ".gguf":
         model = model.with_suffix(".gguf")
-    ckpt = s.checkpoint_out or model.parent.parent / "checkpoints" / f"{model.stem}.pt"
+    ckpt = s.checkpoint_out or model.parent / "checkpoints" / f"{model.stem}.pt"
     return model, ckpt
 
 
@@ -134,8 +134,11 @@ def train(s: Settings) -> Result:
     bar = tqdm(total=s.iters, initial=result.step, disable=not s.progress, unit="step",
                dynamic_ncols=True)
     started, start_step = time.perf_counter(), result.step
+    def out_of_time() -> bool:
+        return bool(s.max_seconds) and time.perf_counter() - started >= s.max_seconds
+
     with stop:
-        while result.step < s.iters and not stop.asked:
+        while result.step < s.iters and not stop.asked and not out_of_time():
             for group in opt.param_groups:
                 group["lr"] = lr_at(result.step, s)
             x, y = data.batch("train", s.batch, gen, device)
