@@ -48,7 +48,7 @@ def upstream_api_error(name: str, response: httpx.Response) -> APIError:
     except (ValueError, KeyError, TypeError):
         return UpstreamBadResponse(name, response.status_code, text)
     status = response.status_code
-    if status in (400, 401, 404, 413, 429, 503):
+    if status in (400, 401, 404, 409, 413, 415, 422, 429, 503):
         headers = {k: v for k, v in response.headers.items() if k.lower() == "retry-after"}
         if status == 401:
             # Our client's key was fine; the upstream refused ours: a server-side problem.
