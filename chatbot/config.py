@@ -9,8 +9,6 @@ from pydantic_settings import SettingsConfigDict
 
 from services.config import ServiceSettings
 
-HERE = Path(__file__).resolve().parent
-
 
 def _split(value: str) -> list[str]:
     return [part.strip() for part in value.split(",") if part.strip()]
@@ -55,8 +53,8 @@ class Settings(ServiceSettings):
     rag_timeout_s: float = Field(10.0, gt=0, description="Timeout of rag searches, seconds.")
     max_upload_bytes: int = Field(50_000_000, ge=1024,
                                   description="Largest document upload proxied to rag (413).")
-    vendor_dir: Path = Field(HERE / "node_modules",
-                             description="npm's node_modules with the UI's front-end libraries.")
+    vendor_dir: Path | None = Field(None, description="npm's node_modules with the UI's "
+                                    "front-end libraries; empty means chatbot/node_modules.")
     cookie_secure: bool = Field(False, description="Mark the session cookie Secure (HTTPS only).")
 
     def llm_url_list(self) -> list[str]:

@@ -13,6 +13,7 @@ from ..deps import SettingsDep
 
 router = APIRouter(tags=["ui"])
 STATIC = Path(__file__).resolve().parents[2] / "static"
+DEFAULT_VENDOR = STATIC.parent / "node_modules"
 # The only files served out of node_modules (installed by `npm ci` from package.json).
 VENDOR = {
     "marked.js": "marked/lib/marked.umd.js",
@@ -55,7 +56,7 @@ async def vendor(name: str, settings: SettingsDep) -> FileResponse:
     """A front-end library from node_modules; 404 naming the fix if npm was not run."""
     if name not in VENDOR:
         raise APIError(404, "Unknown file.", code="not_found")
-    path = Path(settings.vendor_dir) / VENDOR[name]
+    path = (settings.vendor_dir or DEFAULT_VENDOR) / VENDOR[name]
     if not path.is_file():
         raise APIError(404, f"{name} is missing: run 'npm ci' in chatbot/.",
                        code="vendor_missing")
