@@ -25,6 +25,9 @@ PROMPT = ("Here are some notes about the history of computing: Charles Babbage d
           "computation. Write a long, detailed essay on this history.")
 MAX_TOKENS = 96
 USERS = [1, 2, 4, 8]
+# One llama.cpp thread leaves a core for the gateway and the client: on 2 cores, two spinning
+# llama.cpp threads make any other process's wake-up stall decoding, drowning what we measure.
+LLM_THREADS = 1
 
 
 def stream_once(client: httpx.Client, base: str, prompt: str) -> dict[str, Any]:
@@ -92,7 +95,8 @@ def _pct(values: list[float], q: int) -> float:
 
 def run(out_dir: Path, quick: bool = False) -> str:
     rounds = 4 if quick else 10
-    env = {"LLMSERVER_QUEUE_SIZE": "16", "LLMSERVER_N_CTX": "2048"}
+    env = {"LLMSERVER_QUEUE_SIZE": "16", "LLMSERVER_N_CTX": "2048",
+           "LLMSERVER_N_THREADS": str(LLM_THREADS)}
     with ServiceProcess("llmserver", "LLMSERVER_", env=env) as llm, \
             ServiceProcess("chatbot", "CHATBOT_", env={
                 "CHATBOT_LLM_URLS": llm.url + "/v1", "CHATBOT_QUEUE_SIZE": "32",
@@ -142,7 +146,8 @@ def _report(single: dict[str, list[dict[str, Any]]], conc: dict[str, list[dict[s
         for d, g in zip(conc["direct"], conc["gateway"], strict=True))
     return f"""## chatbot: the gateway (:5000) against llmserver direct (:8000)
 
-SmolLM2-135M-Instruct Q4_1, {MAX_TOKENS} answer tokens at temperature 0, streaming, the same
+SmolLM2-135M-Instruct Q4_1 on {LLM_THREADS} llama.cpp thread (so the gateway and the client
+have a core of their own), {MAX_TOKENS} answer tokens at temperature 0, streaming, the same
 prompts on both paths; the gateway sends every request through its fair queue to the same
 llmserver. Single streams: {rounds} alternating rounds per path, medians.
 
@@ -154,8 +159,9 @@ paired differences (target ≤ 5) |
 hop itself |
 | decode tokens/s | {tps_d:.1f} | {tps_g:.1f} | ratio {tps_g / tps_d:.3f} (target ≥ 0.98) |
 
-The machine has 2 cores shared with llama.cpp's 2 threads, the gateway and the client, and
-with other work: single numbers move by ±20 % between runs; read the ratios.
+The machine has 2 cores, shared with other work: single numbers move by ±20 % between runs;
+read the ratios. With llama.cpp on both cores, the gateway's per-token wake-ups cost decoding
+speed here (a ratio of 0.73 to 1.06 across runs), which a GPU host does not see.
 
 Concurrent users, one streamed answer each (llmserver generates one at a time; everyone else
 waits in a queue, in llmserver's own on the direct path and in the gateway's on the other):
