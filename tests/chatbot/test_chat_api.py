@@ -130,6 +130,12 @@ def test_full_queue_answers_429(llm_server: ServiceProcess) -> None:
                 assert extra.status_code == 429 and extra.headers["retry-after"]
                 assert extra.json()["error"]["code"] == "queue_full"
                 assert extra.json()["error"]["type"] == "rate_limit_error"
+            # The waiting user went away: their place in the queue is freed at once.
+            deadline = time.monotonic() + 5
+            while client.get("/health").json()["queue"]["waiting"] and \
+                    time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert client.get("/health").json()["queue"]["waiting"] == 0
 
 
 def test_llmserver_down_gives_503_fast_and_recovers(tmp_path) -> None:  # noqa: ANN001
