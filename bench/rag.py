@@ -207,5 +207,5 @@ def run(out_dir: Path, quick: bool = False) -> str:
         s = search[size]
         lines.append(f"| {size:,} | {s['p50']:.1f} | {s['p99']:.1f} | {s['filtered_p50']:.1f} "
                      f"| {s['filtered_p50'] / s['p50']:.1f}x | {s['fill_s']:.0f} |")
-    lines += ["", f"![rag benchmark]({image})"]
+    lines += ["", f"![rag benchmark](benchmarks/{image})"]
     return "\n".join(lines)
