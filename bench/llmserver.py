@@ -74,7 +74,7 @@ def run(out_dir: Path, quick: bool = False) -> str:
     from llama_cpp import Llama
 
     rounds = 3 if quick else 8
-    threads = os.cpu_count() or 1
+    threads = int(os.environ.get("LLMSERVER_N_THREADS") or os.cpu_count() or 1)
     path = packaged_models()[DEFAULT_MODEL]
     llama = Llama(model_path=str(path), n_ctx=2048, n_threads=threads,
                   n_threads_batch=threads, verbose=False)
