@@ -14,7 +14,7 @@ from services.http import (
     UpstreamTimeout,
     UpstreamUnavailable,
     request_json,
-    upstream_api_error,
+    send,
 )
 
 log = logging.getLogger(__name__)
@@ -68,14 +68,6 @@ class RagClient:
     async def forward_upload(self, path: str, body: AsyncIterator[bytes],
                              content_type: str, params: dict[str, str]) -> httpx.Response:
         """Stream a multipart upload through to rag without holding it in memory."""
-        try:
-            response = await self.http.post(self.base + path, content=body, params=params,
-                                             headers={"content-type": content_type},
-                                             timeout=httpx.Timeout(600, connect=2.0))
-        except httpx.TimeoutException as exc:
-            raise UpstreamTimeout(NAME) from exc
-        except httpx.TransportError as exc:
-            raise UpstreamUnavailable(NAME, type(exc).__name__) from exc
-        if response.status_code >= 400:
-            raise upstream_api_error(NAME, response)
-        return response
+        return await send(self.http, NAME, "POST", self.base + path, content=body,
+                          params=params, headers={"content-type": content_type},
+                          timeout=httpx.Timeout(600, connect=2.0))

@@ -1,21 +1,9 @@
 """`python -m llmserver`: serve on LLMSERVER_HOST:LLMSERVER_PORT."""
 
-from __future__ import annotations
-
-import uvicorn
-
-from services.logs import setup_logging
+from services.serve import serve
 
 from .config import Settings
 from .main import create_app
 
-
-def main() -> None:
-    settings = Settings()
-    setup_logging(settings.log_level, "llmserver")
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port,
-                log_level=settings.log_level, timeout_graceful_shutdown=5)
-
-
 if __name__ == "__main__":
-    main()
+    serve("llmserver", Settings(), create_app)

@@ -57,10 +57,10 @@ def upstream_api_error(name: str, response: httpx.Response) -> APIError:
     return UpstreamBadResponse(name, status, _truncate(message))
 
 
-async def request_json(
+async def send(
     client: httpx.AsyncClient, name: str, method: str, url: str, **kw: Any
-) -> Any:
-    """Send one request and return its JSON body, or raise a typed upstream error."""
+) -> httpx.Response:
+    """Send one request; a transport failure or a non-2xx answer raises a typed error."""
     try:
         response = await client.request(method, url, **kw)
     except httpx.TimeoutException as exc:
@@ -69,6 +69,14 @@ async def request_json(
         raise UpstreamUnavailable(name, type(exc).__name__) from exc
     if response.status_code >= 400:
         raise upstream_api_error(name, response)
+    return response
+
+
+async def request_json(
+    client: httpx.AsyncClient, name: str, method: str, url: str, **kw: Any
+) -> Any:
+    """Send one request and return its JSON body, or raise a typed upstream error."""
+    response = await send(client, name, method, url, **kw)
     try:
         return response.json()
     except ValueError as exc:
