@@ -25,6 +25,9 @@ class Settings(ServiceSettings):
     val_fraction: float = Field(0.1, gt=0, lt=0.5,
                                 description="Tail share held out for validation.")
     vocab_size: int = Field(4096, ge=300, le=65535, description="BPE vocabulary size to train.")
+    vocab_model: Path | None = Field(
+        None, description="GGUF whose tokenizer to use instead (e.g. the packaged SmolLM2), "
+        "so the model shares its vocabulary; --vocab-size is then unused.")
     # model (the original example: --ctx 32 --embd 256 --head 8 --layer 16)
     ctx: int = Field(128, ge=4, le=8192, description="Context length in tokens.")
     embd: int = Field(256, ge=8, le=8192, description="Embedding width.")
@@ -35,6 +38,8 @@ class Settings(ServiceSettings):
     # optimisation
     batch: int = Field(8, ge=1, le=4096, description="Sequences per optimizer step.")
     iters: int = Field(256, ge=1, description="Optimizer steps in total (resume counts on).")
+    more_iters: int = Field(0, ge=0, description="If set, train this many steps on top of "
+                            "--checkpoint-in's (so --iters = its step + this).")
     lr: float = Field(1e-3, gt=0, le=1, description="Peak AdamW learning rate.")
     min_lr_ratio: float = Field(0.1, ge=0, le=1, description="Cosine decay floor as lr share.")
     warmup: int = Field(-1, ge=-1, description="Warm-up steps; -1 = 5% of --iters.")
@@ -46,9 +51,12 @@ class Settings(ServiceSettings):
     # evaluation, checkpoints, outputs
     eval_every: int = Field(100, ge=0, description="Steps between validation passes; 0 = end only.")
     eval_batches: int = Field(8, ge=1, description="Batches per validation pass.")
-    checkpoint_in: Path | None = Field(None, description="Checkpoint to resume from, if present.")
+    checkpoint_in: Path | None = Field(
+        None, description="Checkpoint to resume from; when it is --checkpoint-out and does not "
+        "exist yet, training starts fresh.")
     checkpoint_out: Path | None = Field(
-        None, description="Checkpoint path (ITERATION -> step); default beside the model.")
+        None, description="Checkpoint path; ITERATION in the name becomes the step (and LATEST "
+        "for a copy of the newest); default beside the model.")
     checkpoint_every: int = Field(0, ge=0, description="Steps between checkpoints; 0 = eval_every.")
     models_dir: Path = Field(default_factory=lambda: default_data_dir() / "models",
                              description="Where GGUF models go (llmserver's models dir).")

@@ -54,8 +54,8 @@ def _tensor(writer: gguf.GGUFWriter, name: str, value: torch.Tensor, out_type: s
         writer.add_tensor(name, data.astype(np.float16))
     else:
         qtype = gguf.GGMLQuantizationType.Q8_0
-        writer.add_tensor(name, gguf.quants.quantize(data, qtype), raw_shape=data.shape,
-                          raw_dtype=qtype)
+        # the quantized bytes' shape; gguf derives the element shape from it
+        writer.add_tensor(name, gguf.quants.quantize(data, qtype), raw_dtype=qtype)
 
 
 def export(model: Llama, tok: BPETokenizer, path: Path, out_type: str = "f32",
@@ -106,13 +106,31 @@ def export(model: Llama, tok: BPETokenizer, path: Path, out_type: str = "f32",
 
 def _tokenizer(writer: gguf.GGUFWriter, tok: BPETokenizer) -> None:
     tokens = tok.tokens()
+    writer.add_tokenizer_model("gpt2")
+    writer.add_token_list(tokens)
+    writer.add_token_merges(tok.merges())
+    if tok.meta is not None:  # a vocabulary taken from another GGUF: its fields, unchanged
+        _copied_tokenizer(writer, tok.meta)
+        return
     types = [gguf.TokenType.NORMAL] * len(tokens)
     types[tok.eos_id] = gguf.TokenType.CONTROL
-    writer.add_tokenizer_model("gpt2")
     writer.add_tokenizer_pre("gpt-2")  # GPT-2's split regex, as our pre-tokenizer uses
-    writer.add_token_list(tokens)
     writer.add_token_types(types)
-    writer.add_token_merges(tok.merges())
     writer.add_bos_token_id(tok.eos_id)
     writer.add_eos_token_id(tok.eos_id)
     writer.add_add_bos_token(False)
+
+
+def _copied_tokenizer(writer: gguf.GGUFWriter, meta: dict) -> None:
+    writer.add_tokenizer_pre(meta["pre"])
+    writer.add_token_types(meta["token_type"])
+    ids = {"bos_token_id": writer.add_bos_token_id, "eos_token_id": writer.add_eos_token_id,
+           "unknown_token_id": writer.add_unk_token_id,
+           "padding_token_id": writer.add_pad_token_id}
+    flags = {"add_bos_token": writer.add_add_bos_token, "add_eos_token": writer.add_add_eos_token,
+             "add_space_prefix": writer.add_add_space_prefix}
+    for key, add in {**ids, **flags}.items():
+        if key in meta:
+            add(meta[key])
+    if meta.get("chat_template"):
+        writer.add_chat_template(meta["chat_template"])

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
+from typing import Any
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
@@ -13,11 +14,19 @@ EOS = "<|endoftext|>"  # the one special token: id 0, used as BOS and EOS
 
 
 class BPETokenizer:
-    """A thin wrapper keeping the `tokenizers` object and what the GGUF needs."""
+    """A thin wrapper keeping the `tokenizers` object and what the GGUF needs.
 
-    def __init__(self, tok: Tokenizer) -> None:
+    Args:
+        tok: the byte-level BPE.
+        meta: for a vocabulary taken from another GGUF (`trainer.vocab`), that file's
+            tokenizer fields (pre-tokenizer name, token types, special ids, chat template),
+            written back unchanged on export; None for a BPE trained here.
+    """
+
+    def __init__(self, tok: Tokenizer, meta: dict[str, Any] | None = None) -> None:
         self.tok = tok
-        eos = tok.token_to_id(EOS)
+        self.meta = meta
+        eos = meta["eos_token_id"] if meta else tok.token_to_id(EOS)
         if eos is None:
             raise ValueError(f"tokenizer has no {EOS} token")
         self.eos_id: int = eos
@@ -35,8 +44,8 @@ class BPETokenizer:
         return cls(tok)
 
     @classmethod
-    def from_json(cls, data: str) -> BPETokenizer:
-        return cls(Tokenizer.from_str(data))
+    def from_json(cls, data: str, meta: dict[str, Any] | None = None) -> BPETokenizer:
+        return cls(Tokenizer.from_str(data), meta)
 
     def to_json(self) -> str:
         return self.tok.to_str()

@@ -65,6 +65,8 @@ def output_paths(s: Settings) -> tuple[Path, Path]:
         model = s.models_dir / model
     if model.suffix != ".gguf":
         model = model.with_suffix(".gguf")
+        if s.model_out is not None:  # e.g. the original's ggml-....bin: say what is written
+            log.warning("--model-out %s: writing a GGUF, to %s", s.model_out, model)
     ckpt = s.checkpoint_out or model.parent / "checkpoints" / f"{model.stem}.pt"
     return model, ckpt
 
@@ -80,15 +82,38 @@ def evaluate(model: Llama, data: TokenData, s: Settings, device: torch.device) -
     return sum(losses) / len(losses)
 
 
-def prepare(s: Settings) -> tuple[BPETokenizer, TokenData, dict[str, Any] | None]:
+def resume_state(s: Settings, ckpt_out: Path) -> dict[str, Any] | None:
+    """The checkpoint to resume from; None when there is none to resume.
+
+    `--checkpoint-in X --checkpoint-out X` is the original's way to train in repeated runs:
+    on the first run X does not exist yet, so training starts fresh (and says so).
+    """
+    if s.checkpoint_in is None:
+        return None
+    same = {ckpt_out.resolve(), checkpoint.latest(ckpt_out).resolve()}
+    first_run = s.checkpoint_in.resolve() in same
+    if first_run and not s.checkpoint_in.exists():
+        log.warning("checkpoint %s does not exist yet: starting fresh (it is written there)",
+                    s.checkpoint_in)
+        return None
+    return checkpoint.load(s.checkpoint_in)
+
+
+def prepare(s: Settings, ckpt_out: Path
+            ) -> tuple[BPETokenizer, TokenData, dict[str, Any] | None]:
     """Check the input and build tokenizer and data, or resume them from a checkpoint.
 
     Everything that can be wrong with the input is found here, before training starts.
     """
-    state = checkpoint.load(s.checkpoint_in) if s.checkpoint_in else None
+    state = resume_state(s, ckpt_out)
     text = read_text(s.train_data)
     if state is not None:
-        tok = BPETokenizer.from_json(state["tokenizer"])
+        tok = BPETokenizer.from_json(state["tokenizer"], state.get("tokenizer_meta"))
+    elif s.vocab_model is not None:
+        from .vocab import from_gguf
+
+        tok = from_gguf(s.vocab_model)
+        log.info("vocabulary of %s: %d tokens", s.vocab_model, tok.vocab_size)
     else:
         tok = BPETokenizer.train([text], s.vocab_size)
     data = TokenData.split(encode(tok, text), s.ctx, s.val_fraction)
@@ -98,13 +123,15 @@ def prepare(s: Settings) -> tuple[BPETokenizer, TokenData, dict[str, Any] | None
 def train(s: Settings) -> Result:
     torch.set_num_threads(s.threads or os.cpu_count() or 1)
     device = pick_device(s.device)
-    tok, data, state = prepare(s)
     model_path, ckpt_path = output_paths(s)
+    tok, data, state = prepare(s, ckpt_path)
     cfg = ModelConfig(vocab_size=tok.vocab_size, ctx=s.ctx, embd=s.embd, head=s.head,
                       head_kv=s.n_kv_head, layer=s.layer, ffn=s.ffn_dim)
     if state is not None and state["model_config"] != cfg.to_dict():
         raise TrainingInputError("the checkpoint's model shape differs from these options: "
                                  f"{state['model_config']}")
+    if s.more_iters:  # -n x --adam-iter: that many steps on top of where the checkpoint is
+        s = s.model_copy(update={"iters": (state["step"] if state else 0) + s.more_iters})
     torch.manual_seed(s.seed)
     model = Llama(cfg).to(device)
     opt = configure_optimizer(model, s.lr, s.weight_decay, device.type)
@@ -122,11 +149,12 @@ def train(s: Settings) -> Result:
              len(data.val), device)
 
     def save_checkpoint() -> None:
-        checkpoint.save(ckpt_path, {
+        result.checkpoint_path = checkpoint.save(ckpt_path, {
             "model": model.state_dict(), "optimizer": opt.state_dict(),
             "generator": gen.get_state(), "step": result.step, "losses": result.losses,
             "val_losses": result.val_losses, "model_config": cfg.to_dict(),
-            "tokenizer": tok.to_json(), "settings": s.model_dump(mode="json")})
+            "tokenizer": tok.to_json(), "tokenizer_meta": tok.meta,
+            "settings": s.model_dump(mode="json")})
 
     every_ckpt = s.checkpoint_every or s.eval_every
     tokens_per_step = s.batch * s.ctx
@@ -164,7 +192,7 @@ def train(s: Settings) -> Result:
         bar.close()
         save_checkpoint()
         log.warning("interrupted at step %d; checkpoint saved to %s (resume with "
-                    "--checkpoint-in)", result.step, ckpt_path)
+                    "--checkpoint-in)", result.step, result.checkpoint_path)
         result.interrupted = True
         return result
     bar.close()
