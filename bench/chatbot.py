@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 
 from services.models import DEFAULT_MODEL
-from services.procs import ServiceProcess
+from tinyllm.procs import ServiceProcess
 
 PROMPT = ("Here are some notes about the history of computing: Charles Babbage designed the "
           "Analytical Engine; Ada Lovelace wrote its first program; Alan Turing formalised "

@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 
 from services.models import DEFAULT_MODEL, packaged_models
-from services.procs import ServiceProcess
+from tinyllm.procs import ServiceProcess
 
 # A long-ish prompt, made unique per round so the prompt cache never skips its evaluation.
 PROMPT = ("You are a careful assistant. Here are some notes about the history of computing: "

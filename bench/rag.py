@@ -20,7 +20,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 
-from services.procs import ServiceProcess
+from tinyllm.procs import ServiceProcess
 
 log = logging.getLogger("bench.rag")
 PAUSE_S = 1.0

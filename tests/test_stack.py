@@ -13,9 +13,9 @@ import httpx
 import pytest
 import yaml
 
-from services import envdoc
+from tinyllm import envdoc
 from services.config import REPO_ROOT
-from services.launcher import SERVICES
+from tinyllm.catalog import http_services
 from tests.utils.procs import free_port
 
 
@@ -45,16 +45,16 @@ def test_compose_follows_the_house_rules() -> None:
 
 def test_env_example_is_current() -> None:
     assert (REPO_ROOT / ".env.example").read_text() == envdoc.render(), \
-        "regenerate: python -m services.envdoc > .env.example"
+        "regenerate: python -m tinyllm.envdoc > .env.example"
 
 
 def test_cli_lists_commands() -> None:
-    result = subprocess.run([sys.executable, "-m", "services.cli", "--help"],
+    result = subprocess.run([sys.executable, "-m", "tinyllm", "--help"],
                             capture_output=True, text=True)
     assert result.returncode == 0
     for command in ("up", "chat", "ingest", "train", "bench"):
         assert f"  {command} " in result.stdout
-    bad = subprocess.run([sys.executable, "-m", "services.cli", "fly"], capture_output=True,
+    bad = subprocess.run([sys.executable, "-m", "tinyllm", "fly"], capture_output=True,
                          text=True)
     assert bad.returncode == 2 and "unknown command" in bad.stderr
 
@@ -62,7 +62,7 @@ def test_cli_lists_commands() -> None:
 def test_up_starts_llmserver_and_ctrl_c_stops_it(tmp_path) -> None:
     port = free_port()
     env = {**os.environ, "LLMSERVER_PORT": str(port), "LLMSERVER_MODELS_DIR": str(tmp_path)}
-    proc = subprocess.Popen([sys.executable, "-m", "services.cli", "up", "--only", "llmserver"],
+    proc = subprocess.Popen([sys.executable, "-m", "tinyllm", "up", "--only", "llmserver"],
                             env=env, cwd=REPO_ROOT, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
     try:
@@ -86,4 +86,4 @@ def test_up_starts_llmserver_and_ctrl_c_stops_it(tmp_path) -> None:
 
 
 def test_launcher_knows_every_service() -> None:
-    assert [s.name for s in SERVICES] == ["llmserver", "rag", "chatbot"]
+    assert [s.name for s in http_services()] == ["llmserver", "rag", "chatbot"]

@@ -2,16 +2,50 @@
 
 from __future__ import annotations
 
-import importlib
 import sys
+from collections.abc import Callable
 
-# subcommand -> (module with main(argv), one-line help)
-COMMANDS = {
-    "up": ("services.launcher", "run the stack on this host (llmserver, rag, chatbot)"),
-    "chat": ("chatbot.terminal", "chat in the terminal with any OpenAI-compatible server"),
-    "ingest": ("rag.ingest_cli", "upload documents into a collection, with a progress bar"),
-    "train": ("trainer.cli", "train a tiny llama model from a text file and export GGUF"),
-    "bench": ("bench.run", "run the benchmarks and write docs/benchmarks.md"),
+Main = Callable[[list[str]], int | None]
+
+
+# Each loader imports its command only when it runs, so `tinyllm chat` never loads torch.
+def _up() -> Main:
+    from .launcher import main
+
+    return main
+
+
+def _chat() -> Main:
+    from chatbot.terminal import main
+
+    return main
+
+
+def _ingest() -> Main:
+    from rag.ingest_cli import main
+
+    return main
+
+
+def _train() -> Main:
+    from trainer.cli import main
+
+    return main
+
+
+def _bench() -> Main:
+    from bench.run import main
+
+    return main
+
+
+# subcommand -> (loader of its main(argv), one-line help)
+COMMANDS: dict[str, tuple[Callable[[], Main], str]] = {
+    "up": (_up, "run the stack on this host (llmserver, rag, chatbot)"),
+    "chat": (_chat, "chat in the terminal with any OpenAI-compatible server"),
+    "ingest": (_ingest, "upload documents into a collection, with a progress bar"),
+    "train": (_train, "train a tiny llama model from a text file and export GGUF"),
+    "bench": (_bench, "run the benchmarks and write docs/benchmarks.md"),
 }
 
 
@@ -30,8 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     if name not in COMMANDS:
         sys.stderr.write(f"tinyllm: unknown command '{name}'\n\n{usage()}\n")
         return 2
-    module = importlib.import_module(COMMANDS[name][0])
-    result = module.main(rest)
+    result = COMMANDS[name][0]()(rest)
     return int(result or 0)
 
 

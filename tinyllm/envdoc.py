@@ -1,18 +1,19 @@
 """Write `.env.example` from the services' Settings classes (one source of truth).
 
-Run `python -m services.envdoc > .env.example`; a test checks the file is current.
+Run `python -m tinyllm.envdoc > .env.example`; a test checks the file is current.
 """
 
 from __future__ import annotations
 
-import importlib
 import sys
 from typing import Any
 
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
-SERVICES = ["llmserver", "chatbot", "rag", "trainer"]
+from .catalog import SERVICES, Service
+
+ORDER = ["llmserver", "chatbot", "rag", "trainer"]  # sections of .env.example
 
 
 def _env_name(prefix: str, name: str, field: FieldInfo) -> str:
@@ -32,14 +33,14 @@ def _value(value: Any) -> str:
     return str(value)
 
 
-def section(service: str) -> str | None:
-    """The lines for one service, or None if it has no Settings class yet."""
+def section(service: Service) -> str | None:
+    """The lines for one service, or None if it is not installed here."""
     try:
-        settings_cls = importlib.import_module(f"{service}.config").Settings
-    except (ModuleNotFoundError, AttributeError):
+        settings_cls = service.settings_class
+    except ModuleNotFoundError:
         return None
-    prefix = settings_cls.model_config.get("env_prefix", "")
-    lines = [f"# --- {service} ---"]
+    prefix = service.prefix
+    lines = [f"# --- {service.name} ---"]
     for name, field in settings_cls.model_fields.items():
         description = field.description or ""
         env = _env_name(prefix, name, field)
@@ -55,10 +56,11 @@ def section(service: str) -> str | None:
 def render() -> str:
     head = ("# TinyLLM settings: copy to .env and edit. Every variable, its meaning and its\n"
             "# default; the same names work with `tinyllm up` and with docker compose.\n"
-            "# Written by `python -m services.envdoc`.\n"
+            "# Written by `python -m tinyllm.envdoc`.\n"
             "\n# Root of the embedded mode's data (models, rag, sessions); default ./data\n"
             "# TINYLLM_DATA_DIR=\n")
-    sections = [s for s in (section(name) for name in SERVICES) if s]
+    ordered = sorted(SERVICES, key=lambda svc: ORDER.index(svc.name))
+    sections = [s for s in (section(svc) for svc in ordered) if s]
     return head + "\n" + "\n\n".join(sections) + "\n"
 
 

@@ -1,131 +1,138 @@
-"""`tinyllm up`: run the stack as processes on this host and stop it all on one Ctrl-C."""
+"""`tinyllm up`: run the stack as processes on this host and keep it up until Ctrl-C.
+
+A service that dies is restarted after a back-off that doubles from 1 s to 30 s (reset
+once it has stayed healthy for a minute), as compose's `restart: unless-stopped` does; the
+launcher gives up and stops everything only when a service keeps dying before it ever
+becomes healthy, or on Ctrl-C (docs/architecture.md, Two ways to run).
+"""
 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import logging
-import os
 import signal
-import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-import httpx
+from services.logs import setup_logging
+
+from .catalog import Service, http_services
+from .procs import ServiceProcess, describe_exit, stop_all
 
 log = logging.getLogger("tinyllm.up")
 
-
-@dataclass(frozen=True)
-class Service:
-    name: str
-    port_env: str
-    default_port: int
-    host_env: str
-
-    def url(self) -> str:
-        host = os.environ.get(self.host_env, "127.0.0.1")
-        host = "127.0.0.1" if host in ("0.0.0.0", "") else host
-        return f"http://{host}:{os.environ.get(self.port_env, self.default_port)}"
+BACKOFF_FIRST_S = 1.0
+BACKOFF_MAX_S = 30.0
+STABLE_S = 60.0  # healthy this long: the next death starts the back-off over
+TICK_S = 0.5
 
 
-# Start order: what a service calls starts before it.
-SERVICES = [
-    Service("llmserver", "LLMSERVER_PORT", 8000, "LLMSERVER_HOST"),
-    Service("rag", "RAG_PORT", 8001, "RAG_HOST"),
-    Service("chatbot", "CHATBOT_PORT", 5000, "CHATBOT_HOST"),
-]
+@dataclass
+class Supervised:
+    """One service under watch: its process and its restart bookkeeping."""
+
+    service: Service
+    proc: ServiceProcess
+    up: bool = False  # healthy since its last start
+    up_since: float = 0.0
+    started_at: float = field(default_factory=time.monotonic)
+    start_failures: int = 0  # deaths in a row before becoming healthy
+    backoff: float = BACKOFF_FIRST_S
+    restart_at: float | None = None
+    restarts: int = 0
+
+    def start(self) -> None:
+        self.proc.start(wait=False)
+        self.started_at, self.up, self.restart_at = time.monotonic(), False, None
+        log.info("started %s (pid %s)", self.service.name, self.proc.pid)
 
 
-def available() -> list[Service]:
-    """The services whose package is installed (`python -m NAME` would work)."""
-    def runnable(name: str) -> bool:
-        try:
-            return importlib.util.find_spec(f"{name}.__main__") is not None
-        except ModuleNotFoundError:  # the package itself is absent
-            return False
-
-    return [s for s in SERVICES if runnable(s.name)]
+class GiveUp(Exception):
+    """A service keeps dying at start, or never becomes healthy."""
 
 
-def wait_healthy(procs: dict[str, subprocess.Popen], timeout: float) -> bool:
-    """Poll each /health until 200; False if a process dies or time runs out."""
-    pending = {s.name: s for s in SERVICES if s.name in procs}
-    deadline = time.monotonic() + timeout
-    while pending and time.monotonic() < deadline:
-        for name, svc in list(pending.items()):
-            if procs[name].poll() is not None:
-                log.error("%s exited with code %s", name, procs[name].returncode)
-                return False
-            try:
-                if httpx.get(svc.url() + "/health", timeout=1).status_code == 200:
-                    log.info("%s ready at %s", name, svc.url())
-                    del pending[name]
-            except httpx.HTTPError:
-                pass
-        time.sleep(0.3)
-    return not pending
-
-
-def stop(procs: dict[str, subprocess.Popen]) -> None:
-    """SIGTERM every process, then SIGKILL whatever is still alive after 10 s."""
-    for proc in procs.values():
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-    deadline = time.monotonic() + 10
-    for proc in procs.values():
-        try:
-            proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            proc.kill()
+def supervise_once(sups: list[Supervised], max_start_failures: int, start_timeout: float
+                   ) -> None:
+    """One round of watching: note who became healthy, restart the dead when due."""
+    now = time.monotonic()
+    for sup in sups:
+        name = sup.service.name
+        if sup.restart_at is not None:
+            if now >= sup.restart_at:
+                sup.restarts += 1
+                sup.start()
+            continue
+        if sup.proc.alive():
+            if not sup.up and sup.proc.healthy():
+                sup.up, sup.up_since, sup.start_failures = True, now, 0
+                log.info("%s ready at %s", name, sup.proc.url)
+            elif not sup.up and now - sup.started_at > start_timeout:
+                raise GiveUp(f"{name} did not become healthy in {start_timeout:.0f} s")
+            elif sup.up and now - sup.up_since >= STABLE_S:
+                sup.backoff = BACKOFF_FIRST_S
+            continue
+        reason = describe_exit(sup.proc.returncode)
+        if not sup.up:
+            sup.start_failures += 1
+            if sup.start_failures >= max_start_failures:
+                raise GiveUp(f"{name} keeps dying at start ({sup.start_failures} times in a "
+                             f"row, last {reason})")
+        log.warning("%s %s%s; restarting in %.0f s", name, reason,
+                    "" if sup.up else " before it was ready", sup.backoff)
+        sup.restart_at, sup.up = now + sup.backoff, False
+        sup.backoff = min(sup.backoff * 2, BACKOFF_MAX_S)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="tinyllm up", description=__doc__)
-    parser.add_argument("--only", action="append", choices=[s.name for s in SERVICES],
+    services = [s for s in http_services() if s.installed()]
+    parser = argparse.ArgumentParser(prog="tinyllm up", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", action="append", choices=[s.name for s in services],
                         help="run only this service (repeatable)")
     parser.add_argument("--timeout", type=float, default=300,
-                        help="seconds to wait for every service to become healthy")
+                        help="seconds a service may take to become healthy after a start")
+    parser.add_argument("--max-start-failures", type=int, default=5,
+                        help="give up when a service dies this many times in a row before "
+                             "becoming healthy")
     args = parser.parse_args(argv)
-    from .logs import setup_logging
-
     setup_logging("info", "tinyllm")
-    chosen = [s for s in available() if not args.only or s.name in args.only]
+    chosen = [s for s in services if not args.only or s.name in args.only]
     if not chosen:
         log.error("no service to start")
         return 1
-    procs: dict[str, subprocess.Popen] = {}
-    interrupted = False
 
-    def _on_signal(signum: int, _frame: object) -> None:
-        nonlocal interrupted
-        interrupted = True
+    def _on_sigterm(_signum: int, _frame: object) -> None:
         raise KeyboardInterrupt
 
-    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    sups: list[Supervised] = []
     try:
         for svc in chosen:
-            log.info("starting %s", svc.name)
-            # Children ignore the terminal's Ctrl-C; we stop them in order ourselves.
-            procs[svc.name] = subprocess.Popen([sys.executable, "-m", svc.name],
-                                               start_new_session=True)
-        if not wait_healthy(procs, args.timeout):
-            log.error("the stack did not become healthy; stopping")
-            return 1
-        lines = [f"  {s.name:<10} {s.url()}" for s in chosen]
-        # The user's answer, not a log line: always on stdout, whatever the log level.
-        sys.stdout.write("TinyLLM is up:\n" + "\n".join(lines) + "\nPress Ctrl-C to stop.\n")
-        sys.stdout.flush()
-        while all(p.poll() is None for p in procs.values()):
-            time.sleep(0.5)
-        dead = [n for n, p in procs.items() if p.poll() is not None]
-        log.error("%s exited; stopping the rest", ", ".join(dead))
+            settings = svc.settings()
+            # Own process group: the terminal's Ctrl-C reaches only us; we stop them all.
+            proc = ServiceProcess(svc.name, svc.prefix, port=settings.port, host=settings.host,
+                                  inherit_output=True, new_session=True)
+            sup = Supervised(svc, proc)
+            sups.append(sup)
+            sup.start()
+        announced = False
+        while True:
+            supervise_once(sups, args.max_start_failures, args.timeout)
+            if not announced and all(s.up for s in sups):
+                announced = True
+                lines = [f"  {s.service.name:<10} {s.proc.url}" for s in sups]
+                # The user's answer, not a log line: always on stdout, whatever the log level.
+                sys.stdout.write("TinyLLM is up:\n" + "\n".join(lines) +
+                                 "\nPress Ctrl-C to stop.\n")
+                sys.stdout.flush()
+            time.sleep(TICK_S)
+    except GiveUp as exc:
+        log.error("%s; stopping the stack", exc)
         return 1
     except KeyboardInterrupt:
         log.info("stopping")
         return 0
     finally:
-        stop(procs)
-        if interrupted:
-            log.info("stopped")
+        stop_all([s.proc for s in sups])
+        log.info("stopped")

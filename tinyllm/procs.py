@@ -1,6 +1,6 @@
-"""Run a service as a real process on a free loopback port; wait for /health; stop it.
+"""Run a service as a real process (`python -m NAME`), watch its /health, stop it.
 
-Used by the tests and the benchmarks.
+The one process helper of the launcher (`tinyllm up`), the tests and the benchmarks.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import IO
 
 import httpx
 
@@ -24,47 +25,87 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def describe_exit(code: int | None) -> str:
+    """A returncode in words: 'exited with code 1', 'killed by SIGKILL (...)'."""
+    if code is None:
+        return "running"
+    if code < 0:
+        name = signal.Signals(-code).name
+        hint = " (out of memory, or killed by hand)" if name == "SIGKILL" else ""
+        return f"killed by {name}{hint}"
+    return f"exited with code {code}"
+
+
 class ServiceProcess:
     """`python -m MODULE` with env overrides; use as a context manager.
 
     Args:
         module: the service package (llmserver, rag, chatbot).
-        env: extra environment, e.g. {"LLMSERVER_MODELS_DIR": ...}.
         prefix: the service's env prefix; PORT and HOST are set under it.
-        log_path: where stdout/stderr go (read it when a test fails).
+        env: extra environment, e.g. {"LLMSERVER_MODELS_DIR": ...}.
+        log_path: where stdout/stderr go (read it when a test fails); None: a file in /tmp.
+        port: the port to bind; default a free loopback port.
+        health_timeout: seconds `wait_healthy` waits.
+        host: the address to bind; a wildcard is probed on loopback.
+        inherit_output: write to this process's stdout/stderr instead of log_path.
+        new_session: own process group, so the terminal's Ctrl-C reaches only the parent.
     """
 
     def __init__(self, module: str, prefix: str, env: dict[str, str] | None = None,
                  log_path: Path | None = None, port: int | None = None,
-                 health_timeout: float = 120) -> None:
+                 health_timeout: float = 120, host: str = "127.0.0.1",
+                 inherit_output: bool = False, new_session: bool = False) -> None:
         self.module = module
         self.port = port or free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.env = {**os.environ, f"{prefix}HOST": "127.0.0.1", f"{prefix}PORT": str(self.port),
+        probe = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+        self.url = f"http://{probe}:{self.port}"
+        self.env = {**os.environ, f"{prefix}HOST": host, f"{prefix}PORT": str(self.port),
                     **(env or {})}
         self.log_path = log_path or Path(f"/tmp/tinyllm-test-{module}-{self.port}.log")
         self.health_timeout = health_timeout
+        self.inherit_output = inherit_output
+        self.new_session = new_session
         self.proc: subprocess.Popen | None = None
+        self._log_file: IO[bytes] | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc is not None else None
+
+    @property
+    def returncode(self) -> int | None:
+        return self.proc.poll() if self.proc is not None else None
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
 
     def start(self, wait: bool = True) -> ServiceProcess:
-        log = open(self.log_path, "ab")
+        output: IO[bytes] | None = None
+        if not self.inherit_output:
+            self._close_log()
+            self._log_file = output = open(self.log_path, "ab")  # noqa: SIM115
         self.proc = subprocess.Popen([sys.executable, "-m", self.module], env=self.env, cwd=REPO,
-                                     stdout=log, stderr=subprocess.STDOUT)
+                                     stdout=output, stderr=subprocess.STDOUT if output else None,
+                                     start_new_session=self.new_session)
         if wait:
             self.wait_healthy()
         return self
 
+    def healthy(self) -> bool:
+        """One probe of /health: True on 200."""
+        try:
+            return httpx.get(self.url + "/health", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
     def wait_healthy(self) -> None:
         deadline = time.monotonic() + self.health_timeout
         while time.monotonic() < deadline:
-            assert self.proc is not None
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"{self.module} exited early:\n{self.log()}")
-            try:
-                if httpx.get(self.url + "/health", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
+            if not self.alive():
+                raise RuntimeError(f"{self.module} {describe_exit(self.returncode)} early:\n"
+                                   f"{self.log()}")
+            if self.healthy():
+                return
             time.sleep(0.2)
         raise TimeoutError(f"{self.module} not healthy in {self.health_timeout}s:\n{self.log()}")
 
@@ -74,23 +115,47 @@ class ServiceProcess:
         except OSError:
             return ""
 
-    def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+    def terminate(self) -> None:
+        """Ask it to stop (SIGTERM) without waiting; see `stop`."""
+        if self.alive():
+            assert self.proc is not None
+            self.proc.send_signal(signal.SIGTERM)
+
+    def stop(self, timeout: float = 15) -> None:
+        """SIGTERM, then SIGKILL if it is still running after `timeout` seconds."""
+        if self.alive():
+            assert self.proc is not None
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._close_log()
 
     def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
+        if self.alive():
+            assert self.proc is not None
             self.proc.kill()
             self.proc.wait()
+        self._close_log()
+
+    def _close_log(self) -> None:
+        if self._log_file is not None:
+            self._log_file.close()
+            self._log_file = None
 
     def __enter__(self) -> ServiceProcess:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def stop_all(procs: list[ServiceProcess], timeout: float = 10) -> None:
+    """SIGTERM every process at once, then wait; SIGKILL what outlives `timeout`."""
+    for proc in procs:
+        proc.terminate()
+    deadline = time.monotonic() + timeout
+    for proc in procs:
+        proc.stop(timeout=max(0.1, deadline - time.monotonic()))

@@ -7,14 +7,14 @@ import sys
 import pexpect
 import pytest
 
-from services.procs import REPO
+from tinyllm.procs import REPO
 from tests.utils.procs import ServiceProcess
 
 pytestmark = pytest.mark.slow
 
 
 def spawn(*args: str) -> pexpect.spawn:
-    return pexpect.spawn(sys.executable, ["-m", "services.cli", "chat", *args], cwd=str(REPO),
+    return pexpect.spawn(sys.executable, ["-m", "tinyllm", "chat", *args], cwd=str(REPO),
                          encoding="utf-8", timeout=90, dimensions=(40, 200))
 
 

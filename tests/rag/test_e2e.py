@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from services.procs import ServiceProcess
+from tests.utils.procs import ServiceProcess
 
 from .docs import make_pdf
 

@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from rag.ingest_cli import main as ingest_main
-from services.procs import ServiceProcess
+from tests.utils.procs import ServiceProcess
 
 from .docs import CORPUS, long_text, make_pdf
 

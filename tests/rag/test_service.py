@@ -6,7 +6,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from rag.main import create_app
-from services.procs import free_port
+from tests.utils.procs import free_port
 
 from .helpers import assert_error, make_settings, upload, wait_ready
 
