@@ -42,7 +42,7 @@ class ServiceProcess:
     Args:
         module: the service package (llmserver, rag, chatbot).
         prefix: the service's env prefix; PORT and HOST are set under it.
-        env: extra environment, e.g. {"LLMSERVER_MODELS_DIR": ...}.
+        env: extra environment (settings of the service under its prefix).
         log_path: where stdout/stderr go (read it when a test fails); None: a file in /tmp.
         port: the port to bind; default a free loopback port.
         health_timeout: seconds `wait_healthy` waits.
