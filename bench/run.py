@@ -2,6 +2,8 @@
 
 Each `bench/<name>.py` has `run(out_dir, quick) -> markdown`; its section is kept in
 `docs/benchmarks/<name>.md`, so running one benchmark leaves the others' results in place.
+With `--out DIR`, everything (sections, plots, the assembled benchmarks.md) goes into DIR
+and nowhere else: scratch files live in a temporary folder removed at the end.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import logging
 import os
 import platform
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -29,7 +32,11 @@ def machine() -> str:
 
 
 def assemble(out_dir: Path) -> Path:
-    """docs/benchmarks.md: a header, then every section present, in NAMES order."""
+    """benchmarks.md: a header, then every section present, in NAMES order.
+
+    It goes to docs/ for the default folder, into `out_dir` itself otherwise (with the
+    sections' image links, written relative to docs/, made relative to `out_dir`).
+    """
     parts = ["# Benchmarks\n",
              "Produced by `tinyllm bench` (one command; each section compares both sides in "
              "the same run, so read the ratios: these machines are shared and noisy).\n"]
@@ -37,8 +44,13 @@ def assemble(out_dir: Path) -> Path:
         section = out_dir / f"{name}.md"
         if section.is_file():
             parts.append(section.read_text().strip() + "\n")
-    target = DOCS / "benchmarks.md"
-    target.write_text("\n".join(parts))
+    page = "\n".join(parts)
+    if out_dir.resolve() == (DOCS / "benchmarks").resolve():
+        target = DOCS / "benchmarks.md"
+    else:
+        target = out_dir / "benchmarks.md"
+        page = page.replace("](benchmarks/", "](")
+    target.write_text(page)
     return target
 
 
@@ -49,14 +61,33 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"which benchmarks (default: all of {', '.join(NAMES)})")
     parser.add_argument("--quick", action="store_true", help="fewer rounds, smaller sizes")
     parser.add_argument("--out", type=Path, default=DOCS / "benchmarks",
-                        help="folder for the sections and plots")
+                        help="folder for the sections, plots and benchmarks.md, and nothing "
+                             "else (default: docs/benchmarks, the page in docs/)")
     args = parser.parse_args(argv)
     unknown = sorted(set(args.names) - set(NAMES))
     if unknown:
         parser.error(f"unknown benchmark {', '.join(unknown)}; choose from {', '.join(NAMES)}")
     setup_logging("info", "bench")
     args.out.mkdir(parents=True, exist_ok=True)
-    for name in args.names or NAMES:
+    # Every temp file and service log of the benchmarks goes here and is removed at the end.
+    with tempfile.TemporaryDirectory(prefix="tinyllm-bench-") as scratch:
+        previous, tempfile.tempdir = tempfile.tempdir, scratch
+        previous_env = os.environ.get("TMPDIR")
+        os.environ["TMPDIR"] = scratch  # and the services' own temp files
+        try:
+            run_all(args.names or NAMES, args.out, args.quick)
+        finally:
+            tempfile.tempdir = previous
+            if previous_env is None:
+                os.environ.pop("TMPDIR", None)
+            else:
+                os.environ["TMPDIR"] = previous_env
+    sys.stdout.write(f"wrote {assemble(args.out)}\n")
+    return 0
+
+
+def run_all(names: list[str], out: Path, quick: bool) -> None:
+    for name in names:
         try:
             module = importlib.import_module(f"bench.{name}")
         except ModuleNotFoundError:
@@ -64,9 +95,7 @@ def main(argv: list[str] | None = None) -> int:
             continue
         log.info("running %s", name)
         started = time.perf_counter()
-        section = module.run(args.out, quick=args.quick)
+        section = module.run(out, quick=quick)
         stamp = f"\n\n_Run {time.strftime('%Y-%m-%d')} on {machine()}, " \
-                f"{time.perf_counter() - started:.0f} s{' (quick)' if args.quick else ''}._\n"
-        (args.out / f"{name}.md").write_text(section.strip() + stamp)
-    sys.stdout.write(f"wrote {assemble(args.out)}\n")
-    return 0
+                f"{time.perf_counter() - started:.0f} s{' (quick)' if quick else ''}._\n"
+        (out / f"{name}.md").write_text(section.strip() + stamp)

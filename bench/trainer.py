@@ -2,9 +2,10 @@
 
 In one run: the fp32 matmul rate (2048 x 2048), a minimal training loop of the original
 example's size (ctx 32, embd 256, head 8, layer 16, batch 32, AdamW), and the trainer
-itself at that size (data pipeline, progress, evaluation and checkpoints included), in
-alternating rounds; then export and load time of the GGUF, and the validation loss reached
-in a fixed time budget on a real text.
+itself at that size (data pipeline, progress bar, evaluation and checkpoints included), in
+rounds whose order alternates, reported as min / median / max and as paired ratios; then
+export and load time of the GGUF, and the validation loss reached in a fixed time budget on
+a real text.
 """
 
 from __future__ import annotations
@@ -58,25 +59,42 @@ def plain_loop(ids: torch.Tensor, vocab: int, steps: int) -> float:
     return steps * batch * ctx / (time.perf_counter() - start)
 
 
+def spread(values: list[float], fmt: str = "{:,.0f}") -> str:
+    return " / ".join(fmt.format(v) for v in (min(values), statistics.median(values),
+                                              max(values)))
+
+
 def run(out_dir: Path, quick: bool = False) -> str:
+    with tempfile.TemporaryDirectory(prefix="bench-trainer-") as tmp:
+        return _run(out_dir, quick, Path(tmp))
+
+
+def _run(out_dir: Path, quick: bool, work: Path) -> str:
     threads = os.cpu_count() or 1
     torch.set_num_threads(threads)
     text_path = next(p for p in TEXTS if p.is_file())
     text = read_text(text_path)
-    # Each trainer round includes one evaluation and one checkpoint, as in a real run.
-    steps, every, rounds, budget = (40, 20, 2, 60.0) if quick else (150, 100, 2, 300.0)
-    work = Path(tempfile.mkdtemp(prefix="bench-trainer-"))
+    # Each trainer round includes evaluations and checkpoints, as in a real run.
+    steps, every, rounds, budget = (20, 10, 2, 20.0) if quick else (100, 50, 6, 300.0)
     sample = work / "sample.txt"
     sample.write_text(text[:400_000])
     tok = BPETokenizer.train([text[:400_000]], 4096)
     ids = encode(tok, text[:400_000])
-    opts = dict(train_data=sample, vocab_size=4096, models_dir=work / "models", progress=False,
+    opts = dict(train_data=sample, vocab_size=4096, models_dir=work / "models", progress=True,
                 predict=0, eval_every=every, **SIZE)
     peaks, plain, ours = [], [], []
-    for _ in range(rounds):
-        peaks.append(matmul_gflops())
-        plain.append(plain_loop(ids, tok.vocab_size, steps))
+
+    def trainer_side() -> None:
         ours.append(train(Settings(iters=steps, **opts)).tokens_per_s)
+
+    def plain_side() -> None:
+        plain.append(plain_loop(ids, tok.vocab_size, steps))
+
+    for i in range(rounds):  # alternate who goes first: neither side always gets a cool CPU
+        peaks.append(matmul_gflops())
+        for side in ((plain_side, trainer_side) if i % 2 == 0 else (trainer_side, plain_side)):
+            side()
+    ratios = [o / p for o, p in zip(ours, plain, strict=True)]
     model = Llama(ModelConfig(vocab_size=tok.vocab_size, ffn=704, head_kv=SIZE["head"],
                               **{k: v for k, v in SIZE.items() if k != "batch"}))
     flops = model.flops_per_token()
@@ -85,20 +103,29 @@ def run(out_dir: Path, quick: bool = False) -> str:
     curve = _budget_run(text_path, budget, o, work)
     _plot(curve, out_dir / "trainer.png", budget)
     n = model.num_params() / 1e6
+    if min(ratios) > 1 or max(ratios) < 1:
+        verdict = "the spread of the paired ratios excludes 1.0: a real difference"
+    else:
+        verdict = ("the paired ratios straddle 1.0: the trainer's extra work costs less than "
+                   "this machine's run-to-run noise")
     return f"""## trainer: tokens/s and MFU against a plain PyTorch loop
 
 The original example's size: ctx 32, embd 256, head 8, layer 16, batch 32 ({n:.1f}M
-non-embedding parameters, vocabulary 4096), fp32 on {threads} CPU threads, {rounds}
-alternating rounds of {steps} steps per side (the trainer evaluating on 8 batches and
-writing a checkpoint at step {every}), medians. MFU counts 6 x non-embedding
-parameters per token plus attention ({flops / 1e6:.1f} MFLOP/token) against the fp32 matmul
-peak measured in the same run ({peak:.0f} GFLOP/s, 2048 x 2048).
+non-embedding parameters, vocabulary 4096), fp32 on {threads} CPU threads, {rounds} rounds
+of {steps} steps per side, the order alternating each round (the trainer with its progress
+bar, evaluating on 8 batches and writing a checkpoint every {every} steps; the plain loop
+with two untimed warm-up steps). MFU counts 6 x non-embedding parameters per token plus
+attention ({flops / 1e6:.1f} MFLOP/token) against the fp32 matmul peak measured before each
+round (median {peak:.0f} GFLOP/s, 2048 x 2048). Cells are min / median / max.
 
-| loop | tokens/s | MFU | ratio to plain loop |
-|---|---|---|---|
-| plain PyTorch loop (forward, backward, AdamW) | {p:,.0f} | {p * flops / peak / 1e9:.0%} | 1.000 |
-| trainer (data, schedule, clipping, eval, checkpoint) | {o:,.0f} \
-| {o * flops / peak / 1e9:.0%} | {o / p:.3f} |
+| loop | tokens/s | MFU (median) |
+|---|---|---|
+| plain PyTorch loop (forward, backward, AdamW) | {spread(plain)} \
+| {p * flops / peak / 1e9:.0%} |
+| trainer (data, schedule, clipping, progress, eval, checkpoint) | {spread(ours)} \
+| {o * flops / peak / 1e9:.0%} |
+
+Trainer / plain loop, paired by round: {spread(ratios, "{:.3f}")}; {verdict}.
 
 Export of that model to GGUF (f32): {export_s:.2f} s; loading it in llama.cpp: {load_s:.2f} s.
 

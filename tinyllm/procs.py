@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import IO
@@ -43,7 +44,8 @@ class ServiceProcess:
         module: the service package (llmserver, rag, chatbot).
         prefix: the service's env prefix; PORT and HOST are set under it.
         env: extra environment (settings of the service under its prefix).
-        log_path: where stdout/stderr go (read it when a test fails); None: a file in /tmp.
+        log_path: where stdout/stderr go (read it when a test fails); None: a file in the
+            temp folder (`tempfile.gettempdir()`).
         port: the port to bind; default a free loopback port.
         health_timeout: seconds `wait_healthy` waits.
         host: the address to bind; a wildcard is probed on loopback.
@@ -61,7 +63,8 @@ class ServiceProcess:
         self.url = f"http://{probe}:{self.port}"
         self.env = {**os.environ, f"{prefix}HOST": host, f"{prefix}PORT": str(self.port),
                     **(env or {})}
-        self.log_path = log_path or Path(f"/tmp/tinyllm-test-{module}-{self.port}.log")
+        self.log_path = log_path or Path(tempfile.gettempdir()) / \
+            f"tinyllm-test-{module}-{self.port}.log"
         self.health_timeout = health_timeout
         self.inherit_output = inherit_output
         self.new_session = new_session

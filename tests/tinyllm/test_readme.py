@@ -1,0 +1,166 @@
+"""Every command line in the README's shell blocks runs as written (shorter where it trains),
+against real services on free ports. A new command in the README without a check here fails
+`test_every_readme_command_is_checked`."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pexpect
+import pytest
+
+from tests.utils.procs import ServiceProcess
+from tinyllm.procs import REPO
+
+pytestmark = pytest.mark.slow
+BIN = Path(sys.executable).parent  # curl and tinyllm resolve as in a shell
+
+
+def readme_commands() -> list[str]:
+    """The command lines of every ```bash block: continuations joined, comments dropped."""
+    text = (REPO / "README.md").read_text()
+    commands = []
+    for block in re.findall(r"```bash\n(.*?)```", text, re.S):
+        for line in block.replace("\\\n", " ").splitlines():
+            line = re.sub(r"\s+#.*$", "", line).strip()
+            if line:
+                commands.append(re.sub(r"\s+", " ", line))
+    return commands
+
+
+# What each README command line becomes here, by its first words.
+KINDS = {
+    "scripts/up.sh": "setup", "scripts/test.sh": "setup", "docker compose": "compose",
+    "tinyllm chat": "chat", "curl http://127.0.0.1:8000": "llmserver",
+    "tinyllm ingest": "rag", "curl -F": "rag", "curl http://127.0.0.1:8001": "rag",
+    "tinyllm train": "train",
+}
+
+
+def kind(command: str) -> str | None:
+    return next((k for prefix, k in KINDS.items() if command.startswith(prefix)), None)
+
+
+def test_every_readme_command_is_checked() -> None:
+    commands = readme_commands()
+    assert len(commands) >= 12
+    unchecked = [c for c in commands if kind(c) is None]
+    assert not unchecked, f"README commands without a check in this file: {unchecked}"
+
+
+def shell(command: str, cwd: Path, env: dict[str, str], timeout: float = 300
+          ) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", **env}
+    # `tinyllm` as the installed script would run it, with this checkout first on the path
+    command = re.sub(r"^tinyllm ", f"{shlex.quote(sys.executable)} -m tinyllm ", command)
+    return subprocess.run(command, shell=True, cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def test_setup_scripts_are_valid_shell() -> None:
+    for command in (c for c in readme_commands() if kind(c) == "setup"):
+        script = REPO / command.split()[0]
+        assert os.access(script, os.X_OK), script
+        assert subprocess.run(["bash", "-n", str(script)]).returncode == 0
+    assert "tinyllm up" in (REPO / "scripts/up.sh").read_text()
+    assert "pytest" in (REPO / "scripts/test.sh").read_text()
+
+
+def test_compose_command_is_the_validated_file() -> None:
+    # The compose file itself is validated by tests/test_stack.py (docker-compose config).
+    assert [c for c in readme_commands() if kind(c) == "compose"] == ["docker compose up --build"]
+
+
+def test_llmserver_curl_commands(llm_server: ServiceProcess, tmp_path: Path) -> None:
+    for command in (c for c in readme_commands() if kind(c) == "llmserver"):
+        command = command.replace("http://127.0.0.1:8000", llm_server.url)
+        result = shell(command + " -sS --fail-with-body", tmp_path, {})
+        assert result.returncode == 0, (command, result.stdout, result.stderr)
+        body = json.loads(result.stdout)
+        assert body.get("data") or body["choices"][0]["message"]["content"], body
+
+
+def test_chat_commands(llm_server: ServiceProcess) -> None:
+    for command in (c for c in readme_commands() if kind(c) == "chat"):
+        args = shlex.split(command.replace("http://127.0.0.1:8000", llm_server.url))[2:]
+        # The bare `tinyllm chat` targets the chatbot; here its OPENAI_BASE_URL is llmserver.
+        env = {**os.environ, "OPENAI_BASE_URL": llm_server.url + "/v1"}
+        child = pexpect.spawn(sys.executable, ["-m", "tinyllm", "chat", *args, "--max-tokens",
+                                               "8"], cwd=str(REPO), env=env, encoding="utf-8",
+                              timeout=90)
+        child.expect_exact("you> ")
+        child.sendline("Say hi")
+        child.expect_exact("bot> ")
+        child.expect_exact("you> ")
+        child.sendline("")
+        child.expect(pexpect.EOF)
+        child.close()
+        assert child.exitstatus == 0, command
+
+
+@pytest.fixture(scope="module")
+def rag(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]:
+    data = tmp_path_factory.mktemp("rag-data")
+    with ServiceProcess("rag", "RAG_", env={"RAG_DATA_DIR": str(data), "QDRANT_URL": ""},
+                        health_timeout=180) as proc:
+        yield proc
+
+
+def test_rag_commands_in_order(rag: ServiceProcess, tmp_path: Path) -> None:
+    from fpdf import FPDF
+
+    home = tmp_path / "home"
+    (home / "notes").mkdir(parents=True)
+    (home / "notes" / "plan.md").write_text("# Plan\n\nThe lighthouse keeper feeds the cat.\n")
+    pdf = FPDF()
+    pdf.set_font("Helvetica", size=11)
+    pdf.add_page()
+    pdf.multi_cell(0, 6, "Quarterly report. In Q3 revenue rose by twelve percent, driven by "
+                         "exports of wooden boats.")
+    (tmp_path / "report.pdf").write_bytes(bytes(pdf.output()))
+    env = {"HOME": str(home), "TINYLLM_RAG_URL": rag.url}
+    job_id = ""
+    for command in (c for c in readme_commands() if kind(c) == "rag"):
+        command = command.replace("http://127.0.0.1:8001", rag.url).replace("JOB_ID", job_id)
+        if command.startswith("curl"):
+            command += " -sS --fail-with-body"
+        result = shell(command, tmp_path, env)
+        assert result.returncode == 0, (command, result.stdout[-2000:], result.stderr[-2000:])
+        if command.startswith("curl -F"):
+            job_id = json.loads(result.stdout)["job"]["id"]
+            deadline = time.monotonic() + 120  # the next line reads the job; let it finish
+            while shell(f"curl -sS {rag.url}/jobs/{job_id}", tmp_path, env).stdout.find(
+                    '"done"') < 0:
+                assert time.monotonic() < deadline, "the upload job did not finish"
+                time.sleep(0.5)
+        elif "/jobs/" in command:
+            assert json.loads(result.stdout)["status"] == "done"
+        elif "/search" in command:
+            hits = json.loads(result.stdout)["results"]
+            assert hits and hits[0]["document"] == "report.pdf", hits
+            assert "revenue" in hits[0]["text"]
+    assert job_id, "the README's background upload ran"
+
+
+def test_train_command_short(tmp_path: Path) -> None:
+    commands = [c for c in readme_commands() if kind(c) == "train"]
+    assert commands
+    licenses = Path("/usr/share/common-licenses")
+    (tmp_path / "mytext.txt").write_text((licenses / "GPL-3").read_text())
+    for command in commands:
+        short = command.replace("--iters 500", "--iters 2").replace("--predict 64",
+                                                                    "--predict 4")
+        assert short != command, "the README's train line changed: shorten it here"
+        result = shell(short + " --no-progress", tmp_path, {"TINYLLM_DATA_DIR": str(tmp_path)},
+                       timeout=600)
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert (tmp_path / "models" / "tiny-mytext.gguf").is_file()
+        assert "sample:" in result.stdout
