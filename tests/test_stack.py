@@ -13,10 +13,10 @@ import httpx
 import pytest
 import yaml
 
-from tinyllm import envdoc
 from services.config import REPO_ROOT
-from tinyllm.catalog import http_services
 from tests.utils.procs import free_port
+from tinyllm import envdoc
+from tinyllm.catalog import http_services
 
 
 def test_compose_file_is_valid() -> None:

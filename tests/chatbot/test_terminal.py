@@ -7,8 +7,8 @@ import sys
 import pexpect
 import pytest
 
-from tinyllm.procs import REPO
 from tests.utils.procs import ServiceProcess
+from tinyllm.procs import REPO
 
 pytestmark = pytest.mark.slow
 

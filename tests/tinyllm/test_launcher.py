@@ -15,8 +15,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tinyllm.procs import REPO
 from tests.utils.procs import free_port
+from tinyllm.procs import REPO
 
 SERVICES = ("llmserver", "rag", "chatbot")
 
