@@ -13,6 +13,7 @@ import importlib
 import logging
 import os
 import platform
+import signal
 import sys
 import tempfile
 import time
@@ -69,6 +70,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown benchmark {', '.join(unknown)}; choose from {', '.join(NAMES)}")
     setup_logging("info", "bench")
     args.out.mkdir(parents=True, exist_ok=True)
+
+    def _on_sigterm(_signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt  # unwind: stop the services started, remove the scratch
+
+    signal.signal(signal.SIGTERM, _on_sigterm)
     # Every temp file and service log of the benchmarks goes here and is removed at the end.
     with tempfile.TemporaryDirectory(prefix="tinyllm-bench-") as scratch:
         previous, tempfile.tempdir = tempfile.tempdir, scratch

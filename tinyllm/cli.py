@@ -39,6 +39,18 @@ def _bench() -> Main:
     return main
 
 
+def _backup() -> Main:
+    from .backup import backup_main
+
+    return backup_main
+
+
+def _restore() -> Main:
+    from .backup import restore_main
+
+    return restore_main
+
+
 # subcommand -> (loader of its main(argv), one-line help)
 COMMANDS: dict[str, tuple[Callable[[], Main], str]] = {
     "up": (_up, "run the stack on this host (llmserver, rag, chatbot)"),
@@ -46,6 +58,8 @@ COMMANDS: dict[str, tuple[Callable[[], Main], str]] = {
     "ingest": (_ingest, "upload documents into a collection, with a progress bar"),
     "train": (_train, "train a tiny llama model from a text file and export GGUF"),
     "bench": (_bench, "run the benchmarks and write docs/benchmarks.md"),
+    "backup": (_backup, "write models, collections and chat data into one archive"),
+    "restore": (_restore, "bring a backup back into an empty stack"),
 }
 
 

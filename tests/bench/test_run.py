@@ -1,0 +1,51 @@
+"""`tinyllm bench --quick --out DIR` as a smoke test: every benchmark runs, and everything it
+writes lands in DIR (the repository's docs/ and the temp folder are left as they were)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from bench.run import NAMES
+from tinyllm.procs import REPO
+
+pytestmark = pytest.mark.slow
+
+
+def repo_state() -> str:
+    return subprocess.run(["git", "status", "--porcelain", "--ignored", "docs", "data"],
+                          cwd=REPO, capture_output=True, text=True).stdout
+
+
+@pytest.mark.timeout(3600)
+def test_bench_quick_writes_only_into_out(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    scratch = tmp_path / "tmp"  # the benchmarks' temp folder, to see what they leave behind
+    scratch.mkdir()
+    docs = {p: p.stat().st_mtime_ns for p in (REPO / "docs").rglob("*")}
+    before = repo_state()
+    result = subprocess.run([sys.executable, "-m", "tinyllm", "bench", "--quick", "--out",
+                             str(out)], cwd=REPO, capture_output=True, text=True,
+                            env={**os.environ, "TMPDIR": str(scratch)}, timeout=3500)
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert result.stdout.strip() == f"wrote {out / 'benchmarks.md'}"
+    page = (out / "benchmarks.md").read_text()
+    for name in NAMES:
+        section = (out / f"{name}.md").read_text()
+        assert section.startswith("## ") and "(quick)" in section, name
+        assert section.split("\n")[0] in page
+    written = {p.name for p in out.iterdir()}
+    assert {f"{n}.md" for n in NAMES} | {"benchmarks.md"} <= written
+    assert all(p.is_file() and p.suffix in (".md", ".png") for p in out.iterdir()), written
+    for png in out.glob("*.png"):
+        assert png.read_bytes()[:4] == b"\x89PNG"
+        assert f"]({png.name})" in page, "image links resolve inside DIR"
+    assert {p: p.stat().st_mtime_ns for p in (REPO / "docs").rglob("*")} == docs
+    assert repo_state() == before, "nothing written into the repository"
+    assert list(scratch.iterdir()) == [], "scratch files are removed"
+    assert tempfile.gettempdir() != str(scratch)
