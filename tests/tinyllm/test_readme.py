@@ -41,7 +41,7 @@ KINDS = {
     "scripts/up.sh": "setup", "scripts/test.sh": "setup", "docker compose": "compose",
     "tinyllm chat": "chat", "curl http://127.0.0.1:8000": "llmserver",
     "tinyllm ingest": "rag", "curl -F": "rag", "curl http://127.0.0.1:8001": "rag",
-    "tinyllm train": "train",
+    "tinyllm train": "train", "tinyllm backup": "backup", "tinyllm restore": "backup",
 }
 
 
@@ -72,6 +72,26 @@ def test_setup_scripts_are_valid_shell() -> None:
         assert subprocess.run(["bash", "-n", str(script)]).returncode == 0
     assert "tinyllm up" in (REPO / "scripts/up.sh").read_text()
     assert "pytest" in (REPO / "scripts/test.sh").read_text()
+
+
+def test_backup_commands(tmp_path: Path) -> None:
+    # The stack's round trip is tests/tinyllm/test_backup.py; here the README's lines, as
+    # written, on an empty stack (nothing running on the ports this environment names).
+    from tests.utils.procs import free_port
+
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "mine.gguf").write_bytes(b"GGUF" + bytes(100))
+    env = {"LLMSERVER_MODELS_DIR": str(tmp_path / "models"),
+           "RAG_DATA_DIR": str(tmp_path / "rag"), "QDRANT_URL": "", "RAG_PORT": str(free_port()), "CHATBOT_PORT": str(free_port()),
+           "TINYLLM_DATA_DIR": str(tmp_path)}
+    commands = [c for c in readme_commands() if kind(c) == "backup"]
+    assert [c.split()[1] for c in commands] == ["backup", "restore"]
+    made = shell(commands[0], tmp_path, env)
+    assert made.returncode == 0 and (tmp_path / "backup.tar.gz").is_file(), made.stderr
+    (tmp_path / "models" / "mine.gguf").unlink()
+    back = shell(commands[1], tmp_path, env)
+    assert back.returncode == 0, back.stderr
+    assert (tmp_path / "models" / "mine.gguf").read_bytes() == b"GGUF" + bytes(100)
 
 
 def test_compose_command_is_the_validated_file() -> None:
