@@ -82,7 +82,8 @@ def test_backup_commands(tmp_path: Path) -> None:
     (tmp_path / "models").mkdir()
     (tmp_path / "models" / "mine.gguf").write_bytes(b"GGUF" + bytes(100))
     env = {"LLMSERVER_MODELS_DIR": str(tmp_path / "models"),
-           "RAG_DATA_DIR": str(tmp_path / "rag"), "QDRANT_URL": "", "RAG_PORT": str(free_port()), "CHATBOT_PORT": str(free_port()),
+           "RAG_DATA_DIR": str(tmp_path / "rag"), "QDRANT_URL": "", "RAG_PORT": str(free_port()),
+           "CHATBOT_PORT": str(free_port()),
            "TINYLLM_DATA_DIR": str(tmp_path)}
     commands = [c for c in readme_commands() if kind(c) == "backup"]
     assert [c.split()[1] for c in commands] == ["backup", "restore"]
