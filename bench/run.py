@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     def _on_sigterm(_signum: int, _frame: object) -> None:
         raise KeyboardInterrupt  # unwind: stop the services started, remove the scratch
 
-    signal.signal(signal.SIGTERM, _on_sigterm)
+    previous_sigterm = signal.signal(signal.SIGTERM, _on_sigterm)
     # Every temp file and service log of the benchmarks goes here and is removed at the end.
     with tempfile.TemporaryDirectory(prefix="tinyllm-bench-") as scratch:
         previous, tempfile.tempdir = tempfile.tempdir, scratch
@@ -83,6 +83,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             run_all(args.names or NAMES, args.out, args.quick)
         finally:
+            signal.signal(signal.SIGTERM, previous_sigterm)
             tempfile.tempdir = previous
             if previous_env is None:
                 os.environ.pop("TMPDIR", None)

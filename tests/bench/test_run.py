@@ -49,3 +49,29 @@ def test_bench_quick_writes_only_into_out(tmp_path: Path) -> None:
     assert repo_state() == before, "nothing written into the repository"
     assert list(scratch.iterdir()) == [], "scratch files are removed"
     assert tempfile.gettempdir() != str(scratch)
+
+
+def test_out_contract_with_a_stand_in_benchmark(tmp_path: Path, monkeypatch) -> None:
+    """The same contract in a second: sections, plots and page in DIR, scratch removed."""
+    import types
+
+    import bench.run as run
+
+    seen: dict[str, str] = {}
+
+    def fake_run(out_dir: Path, quick: bool = False) -> str:
+        seen["tmp"] = tempfile.mkdtemp()  # a benchmark's own scratch, in the run's temp folder
+        Path(seen["tmp"], "work.bin").write_bytes(b"x")
+        seen["tmpdir_env"] = os.environ["TMPDIR"]
+        (out_dir / "fake.png").write_bytes(b"\x89PNG fake")
+        return f"## fake: quick={quick}\n\n![plot](benchmarks/fake.png)\n"
+
+    monkeypatch.setitem(sys.modules, "bench.fake", types.SimpleNamespace(run=fake_run))
+    monkeypatch.setattr(run, "NAMES", ["fake"])
+    out = tmp_path / "out"
+    assert run.main(["fake", "--quick", "--out", str(out)]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["benchmarks.md", "fake.md", "fake.png"]
+    page = (out / "benchmarks.md").read_text()
+    assert "## fake: quick=True" in page and "](fake.png)" in page
+    assert not Path(seen["tmp"]).exists() and seen["tmpdir_env"] == str(Path(seen["tmp"]).parent)
+    assert os.environ.get("TMPDIR") != seen["tmpdir_env"]
