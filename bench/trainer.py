@@ -103,7 +103,9 @@ def _run(out_dir: Path, quick: bool, work: Path) -> str:
     curve = _budget_run(text_path, budget, o, work)
     _plot(curve, out_dir / "trainer.png", budget)
     n = model.num_params() / 1e6
-    if min(ratios) > 1 or max(ratios) < 1:
+    if rounds < 3:
+        verdict = "too few rounds (--quick) for a verdict"
+    elif min(ratios) > 1 or max(ratios) < 1:
         verdict = "the spread of the paired ratios excludes 1.0: a real difference"
     else:
         verdict = ("the paired ratios straddle 1.0: the trainer's extra work costs less than "
