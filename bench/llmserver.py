@@ -16,7 +16,7 @@ from pathlib import Path
 
 import httpx
 
-from services.models import DEFAULT_MODEL, packaged_models
+from llmserver.models import DEFAULT_MODEL, packaged_models
 from services.procs import ServiceProcess
 
 # A long-ish prompt, made unique per round so the prompt cache never skips its evaluation.

@@ -9,7 +9,7 @@ from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from services.config import ServiceSettings, default_data_dir
-from services.models import DEFAULT_MODEL
+from .models import DEFAULT_MODEL
 
 
 class Settings(ServiceSettings):

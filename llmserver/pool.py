@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from services.errors import APIError
-from services.models import discover
+from .models import discover
 
 from .config import Settings
 

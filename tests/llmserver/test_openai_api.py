@@ -8,7 +8,7 @@ import httpx
 import openai
 import pytest
 
-from services.models import DEFAULT_MODEL
+from llmserver.models import DEFAULT_MODEL
 
 HI = [{"role": "user", "content": "Say hi"}]
 # Greedy decoding of SmolLM2-135M-Instruct Q4_1 for HI: pins template, sampling and decode.

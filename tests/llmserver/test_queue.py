@@ -11,7 +11,7 @@ import time
 import httpx
 import openai
 
-from services.models import DEFAULT_MODEL, packaged_models
+from llmserver.models import DEFAULT_MODEL, packaged_models
 
 CHAT = "/v1/chat/completions"
 
