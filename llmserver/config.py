@@ -37,11 +37,25 @@ class Settings(ServiceSettings):
     chat_format: str | None = Field(
         None, description="llama-cpp-python chat format; unset uses the GGUF's own template."
     )
+    parallel: int = Field(
+        0, ge=0, le=64,
+        description="Slots: requests decoded together in one batch; 0 sizes it for the "
+                    "machine (4 on CPU, 16 with GPU layers).",
+    )
+    prefill_chunk: int = Field(
+        128, ge=8, description="Prompt tokens one slot evaluates per decode step, so a long "
+                               "prompt never stalls the running streams for long.",
+    )
     queue_size: int = Field(
         16, ge=0, le=10000,
-        description="Requests that may wait behind the running one; beyond it answers 429.",
+        description="Requests that may wait when every slot is busy; beyond it answers 429.",
     )
     max_loaded_models: int = Field(
         1, ge=1, le=16, description="Models kept in memory at once (least recently used go)."
     )
     seed: int = Field(-1, description="Default sampling seed; -1 picks a random one.")
+
+    def slots(self) -> int:
+        if self.parallel:
+            return self.parallel
+        return 16 if self.n_gpu_layers else 4
