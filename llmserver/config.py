@@ -25,7 +25,10 @@ class Settings(ServiceSettings):
     default_model: str = Field(
         DEFAULT_MODEL, description="Model loaded at start and used when a request names none."
     )
-    n_ctx: int = Field(2048, ge=64, le=131072, description="Context window in tokens.")
+    n_ctx: int = Field(
+        2048, ge=64, le=131072,
+        description="Context window of one request in tokens; a model trained with a "
+                    "shorter context is served at its own.")
     n_threads: int = Field(
         default_factory=lambda: os.cpu_count() or 1, ge=1,
         description="CPU threads for generation (default: all cores).",
