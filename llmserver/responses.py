@@ -3,6 +3,7 @@ as stream chunks, with logprobs and tool calls. Knows nothing of batching."""
 
 from __future__ import annotations
 
+import math
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -108,19 +109,19 @@ class CompletionShape:
         self.top = top
 
     def logprobs(self, entries: list[TokenLogprob | None], offset: int) -> dict[str, Any]:
-        tokens, values, tops, offsets = [], [], [], []
+        tokens: list[str] = []
+        values: list[float | None] = []
+        tops: list[dict[str, float] | None] = []
+        offsets: list[int] = []
         for entry in entries:
-            offsets.append(offset)
-            if entry is None:  # the prompt's first token has no log-probability
+            if entry is None:
                 continue
+            offsets.append(offset)
             tokens.append(entry.token)
-            values.append(entry.logprob)
-            tops.append({t: v for t, v, _ in entry.top} if self.top else None)
+            scored = not math.isnan(entry.logprob)  # the prompt's first token has none
+            values.append(entry.logprob if scored else None)
+            tops.append({t: v for t, v, _ in entry.top} if self.top and scored else None)
             offset += len(entry.token)
-        if entries and entries[0] is None:
-            tokens.insert(0, "")
-            values.insert(0, None)
-            tops.insert(0, None)
         return {"tokens": tokens, "token_logprobs": values, "top_logprobs": tops,
                 "text_offset": offsets}
 

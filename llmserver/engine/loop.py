@@ -10,6 +10,7 @@ the whole prompt. Requests beyond the slots wait in a bounded FIFO queue.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections import deque
@@ -217,7 +218,9 @@ class Engine:
     def _prompt_logprobs(self, slot: Slot) -> None:
         task = slot.task
         assert task is not None
-        out: list[TokenLogprob | None] = [None] if slot.prompt_rows[0][1] == 0 else []
+        out: list[TokenLogprob | None] = []
+        if slot.prompt_rows[0][1] == 0:  # nothing predicts the first token: no log-prob
+            out.append(token_logprob(self._text(task.prompt[0]), math.nan, []))
         for row, pos in slot.prompt_rows:
             token = task.prompt[pos + 1]
             lp, top = logprobs(self.rt.logits(row), token, task.logprobs or 0)
