@@ -35,6 +35,12 @@ TOPICS = ["a lighthouse", "a lost key", "the first snow", "a robot cook", "an ol
           "a night train", "a garden", "a chess match"]
 
 
+COLUMNS = ["users", "llama-batched-bench tok/s", "engine (8 slots) tok/s", "engine / llama.cpp",
+           "one slot tok/s", "engine slowest TTFT (ms)", "engine median TTFT (ms)",
+           "one slot slowest TTFT (ms)"]
+HEADER = f"| {' | '.join(COLUMNS)} |\n|{'---|' * len(COLUMNS)}"
+
+
 def prompt(round_: int, user: int) -> str:
     return f"Story {round_}.{user}: write a short story about {TOPICS[user % len(TOPICS)]}."
 
@@ -151,8 +157,7 @@ rounds, median [min–max]. "Aggregate" is decode tokens/s summed over users (fo
 tokens after each user's first, over the span from the first first-token to the last
 token; for `llama-batched-bench`: its S_TG). The ratio is paired per round.
 {missing}
-| users | llama-batched-bench tok/s | engine (8 slots) tok/s | engine / llama.cpp | one slot tok/s | engine slowest TTFT (ms) | engine median TTFT (ms) | one slot slowest TTFT (ms) |
-|---|---|---|---|---|---|---|---|
+{HEADER}
 {chr(10).join(rows)}
 
 Single stream: `llama-bench` tg{ANSWER} {_spread(single)} tok/s, the engine at 1 user
