@@ -80,7 +80,7 @@ async def _users(url: str, round_: int, users: int, eos: int) -> dict[str, float
 def run(out_dir: Path, quick: bool = False) -> str:
     from llama_cpp import Llama
 
-    rounds = 2 if quick else 5
+    rounds = 1 if quick else 5
     threads = int(os.environ.get("LLMSERVER_N_THREADS") or 2)
     model = packaged_models()[DEFAULT_MODEL]
     vocab = Llama(model_path=str(model), vocab_only=True, verbose=False)
@@ -107,11 +107,15 @@ def run(out_dir: Path, quick: bool = False) -> str:
                 order = list(sides) if (r + k) % 2 else list(sides)[::-1]
                 for side in order:
                     res[side][users].append(asyncio.run(_users(sides[side], r, users, eos)))
+                    log.info("round %d, %d users, %s: %.1f tok/s, slowest TTFT %.2f s", r,
+                             users, side, res[side][users][-1]["tps"],
+                             res[side][users][-1]["ttft_max"])
             if bins is not None:
                 speeds = llamacpp_tools.batched_decode(bins["llama-batched-bench"], model,
                                                        threads, USERS, prompt_tokens, ANSWER)
                 for users in USERS:
                     res["batched"][users].append({"tps": speeds[users]})
+                log.info("round %d, llama-batched-bench: %s", r, speeds)
                 single.append(llamacpp_tools.single_decode(bins["llama-bench"], model, threads,
                                                            ANSWER))
             log.info("round %d/%d done", r, rounds)

@@ -188,7 +188,7 @@ class Inference:
             finally:
                 job.close()
             return shape.whole(choices, usage(prompt_tokens, choices))
-        first = await _first(job)
+        first = await _first(job, disconnected)
         include_usage = bool(req.stream_options and req.stream_options.include_usage)
 
         async def chunks() -> AsyncIterator[dict[str, Any]]:
@@ -240,7 +240,7 @@ class Inference:
                    if top is not None else None for c in choices]
             return shape.whole([echo + c.text for c in choices], choices, lps,
                                usage(prompt_tokens, choices))
-        first = await _first(job)
+        first = await _first(job, disconnected)
         include_usage = bool(req.stream_options and req.stream_options.include_usage)
 
         async def chunks() -> AsyncIterator[dict[str, Any]]:
@@ -273,13 +273,17 @@ class Inference:
         return _sse(job, chunks())
 
 
-async def _first(job: Job) -> Event:
-    """The first event, before any header is sent: an early failure is a plain error."""
+async def _first(job: Job, disconnected: Disconnected) -> Event:
+    """The first event, before any header is sent: an early failure is a plain error, and
+    a client that leaves while its request waits for a slot leaves the queue."""
+    watcher = asyncio.create_task(_watch(disconnected, job))
     try:
         return await job.next()
     except BaseException:
         job.close()
         raise
+    finally:
+        watcher.cancel()
 
 
 async def _events(job: Job, first: Event, n: int) -> AsyncIterator[Event]:
