@@ -17,7 +17,7 @@ from typing import Any
 
 import httpx
 
-from services.models import DEFAULT_MODEL
+from llmserver.models import DEFAULT_MODEL
 from tinyllm.procs import ServiceProcess
 
 PROMPT = ("Here are some notes about the history of computing: Charles Babbage designed the "

@@ -1,143 +1,208 @@
-"""llmserver over HTTP against llama-cpp-python in-process: same GGUF, same threads.
+"""llmserver's batching engine against llama.cpp's own limits and the one-slot path.
 
-Rounds alternate between the two sides so both meet the same machine noise; the report
-gives medians and the HTTP/in-process ratio for decode tokens/s, prompt tokens/s and
-time to first token.
+At 1, 2, 4 and 8 concurrent streaming users (64 answer tokens each, SmolLM2 Q4_1, the
+same threads everywhere) it measures aggregate decode tokens/s and time to first token
+of: llmserver with its slots (`LLMSERVER_PARALLEL=8`), llmserver with one slot (the
+one-request-at-a-time path), `llama-batched-bench` (llama.cpp batched decode in C, no
+HTTP: the ceiling) and `llama-bench` (one stream). Every round gives both servers the
+identical prompts (unique per round and user, never per side), alternates which server
+goes first, and runs llama.cpp's tools between them, so all sides meet the same noise;
+the report gives median [min-max] over rounds and paired per-round ratios.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import os
 import statistics
+import tempfile
 import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
 
-from services.models import DEFAULT_MODEL, packaged_models
+from llmserver.models import DEFAULT_MODEL, packaged_models
 from tinyllm.procs import ServiceProcess
 
-# A long-ish prompt, made unique per round so the prompt cache never skips its evaluation.
-PROMPT = ("You are a careful assistant. Here are some notes about the history of computing: "
-          + "Charles Babbage designed the Analytical Engine; Ada Lovelace wrote its first "
-            "program; Alan Turing formalised computation; ENIAC filled a room. " * 6
-          + "Write a long, detailed essay on this history.")
-MAX_TOKENS = 128
+from . import llamacpp_tools
+
+log = logging.getLogger("tinyllm.bench")
+USERS = [1, 2, 4, 8]
+ANSWER = 64
+TOPICS = ["a lighthouse", "a lost key", "the first snow", "a robot cook", "an old map",
+          "a night train", "a garden", "a chess match"]
 
 
-def _measure(chunks: Iterator[str]) -> dict[str, float]:
-    """Time the first content chunk and the rest; a content chunk is one token here."""
+COLUMNS = ["users", "llama-batched-bench tok/s", "engine (8 slots) tok/s", "engine / llama.cpp",
+           "one slot tok/s", "engine slowest TTFT (ms)", "engine median TTFT (ms)",
+           "one slot slowest TTFT (ms)"]
+HEADER = f"| {' | '.join(COLUMNS)} |\n|{'---|' * len(COLUMNS)}"
+
+
+def prompt(round_: int, user: int) -> str:
+    return f"Story {round_}.{user}: write a short story about {TOPICS[user % len(TOPICS)]}."
+
+
+async def _one(client: httpx.AsyncClient, url: str, text: str, eos: int) -> dict[str, float]:
+    # EOS is banned so every answer is exactly ANSWER tokens on both sides.
+    body = {"model": DEFAULT_MODEL, "messages": [{"role": "user", "content": text}],
+            "max_tokens": ANSWER, "temperature": 0, "stream": True,
+            "logit_bias": {str(eos): -100}, "stream_options": {"include_usage": True}}
     start = time.perf_counter()
-    first = last = None
-    count = 0
-    for _ in chunks:
-        now = time.perf_counter()
-        first = first or now
-        last = now
-        count += 1
-    assert first is not None and last is not None and count > 1
-    return {"ttft": first - start, "decode_tps": (count - 1) / (last - first), "tokens": count}
+    first = None
+    tokens = 0
+    async with client.stream("POST", url + "/v1/chat/completions", json=body) as response:
+        response.raise_for_status()
+        async for line in response.aiter_lines():
+            if not line.startswith("data:") or line.endswith("[DONE]"):
+                continue
+            chunk = json.loads(line[5:])
+            if chunk.get("usage"):
+                tokens = chunk["usage"]["completion_tokens"]
+            elif chunk["choices"] and chunk["choices"][0]["delta"].get("content"):
+                first = first or time.perf_counter()
+    assert first is not None and tokens == ANSWER, tokens
+    return {"start": start, "first": first, "end": time.perf_counter(), "tokens": tokens}
 
 
-def in_process(llama: object) -> Callable[[str], dict[str, float]]:
-    def one(prompt: str) -> dict[str, float]:
-        stream = llama.create_chat_completion(  # type: ignore[attr-defined]
-            messages=[{"role": "user", "content": prompt}], max_tokens=MAX_TOKENS,
-            temperature=0, stream=True)
-        return _measure(c["choices"][0]["delta"]["content"] for c in stream
-                        if c["choices"][0]["delta"].get("content"))
-    return one
-
-
-def over_http(url: str) -> Callable[[str], dict[str, float]]:
-    client = httpx.Client(timeout=300)
-
-    def one(prompt: str) -> dict[str, float]:
-        body = {"model": DEFAULT_MODEL, "messages": [{"role": "user", "content": prompt}],
-                "max_tokens": MAX_TOKENS, "temperature": 0, "stream": True}
-
-        def chunks() -> Iterator[str]:
-            with client.stream("POST", url + "/v1/chat/completions", json=body) as response:
-                for line in response.iter_lines():
-                    if not line.startswith("data:") or line.endswith("[DONE]"):
-                        continue
-                    delta = json.loads(line[5:])["choices"]
-                    if delta and delta[0]["delta"].get("content"):
-                        yield delta[0]["delta"]["content"]
-        return _measure(chunks())
-    return one
+async def _users(url: str, round_: int, users: int, eos: int) -> dict[str, float]:
+    async with httpx.AsyncClient(timeout=600) as client:
+        runs = await asyncio.gather(*(_one(client, url, prompt(round_, u), eos)
+                                      for u in range(users)))
+    ttfts = sorted(r["first"] - r["start"] for r in runs)
+    decode_span = max(r["end"] for r in runs) - min(r["first"] for r in runs)
+    return {"tps": sum(r["tokens"] - 1 for r in runs) / decode_span,
+            "ttft_max": ttfts[-1], "ttft_med": statistics.median(ttfts)}
 
 
 def run(out_dir: Path, quick: bool = False) -> str:
     from llama_cpp import Llama
 
-    rounds = 3 if quick else 8
-    threads = int(os.environ.get("LLMSERVER_N_THREADS") or os.cpu_count() or 1)
-    path = packaged_models()[DEFAULT_MODEL]
-    llama = Llama(model_path=str(path), n_ctx=2048, n_threads=threads,
-                  n_threads_batch=threads, verbose=False)
-    prompt_tokens = len(llama.tokenize(PROMPT.encode()))
-    env = {"LLMSERVER_N_THREADS": str(threads), "LLMSERVER_N_CTX": "2048"}
-    results: dict[str, list[dict[str, float]]] = {"in-process": [], "http": []}
-    with ServiceProcess("llmserver", "LLMSERVER_", env=env) as server:
-        sides = {"in-process": in_process(llama), "http": over_http(server.url)}
-        for side in sides.values():  # warm-up, not counted
-            side("0 " + PROMPT)
-        for i in range(rounds):
-            for name, side in sides.items():
-                results[name].append(side(f"{i + 1} {name} {PROMPT}"))
-    llama.close()
-    return _report(results, prompt_tokens, threads, out_dir)
+    rounds = 1 if quick else 5
+    threads = int(os.environ.get("LLMSERVER_N_THREADS") or 2)
+    model = packaged_models()[DEFAULT_MODEL]
+    vocab = Llama(model_path=str(model), vocab_only=True, verbose=False)
+    eos = int(vocab.token_eos())
+    prompt_tokens = len(vocab.tokenize(prompt(0, 0).encode()))
+    vocab.close()
+    bins, why = llamacpp_tools.tools()
+    if bins is None:
+        log.warning("%s: the llama.cpp columns are skipped", why)
+    empty = tempfile.TemporaryDirectory()  # no extra models; nothing written into out_dir
+    env = {"LLMSERVER_N_THREADS": str(threads), "LLMSERVER_N_CTX": "2048",
+           "LLMSERVER_QUEUE_SIZE": "16", "LLMSERVER_MODELS_DIR": empty.name}
+    res: dict[str, dict[int, list[dict[str, float]]]] = {
+        s: {u: [] for u in USERS} for s in ("engine", "one-slot", "batched")}
+    single: list[float] = []
+    with ServiceProcess("llmserver", "LLMSERVER_", env={**env, "LLMSERVER_PARALLEL": "8"}) \
+            as many, ServiceProcess("llmserver", "LLMSERVER_",
+                                    env={**env, "LLMSERVER_PARALLEL": "1"}) as one:
+        sides = {"engine": many.url, "one-slot": one.url}
+        for url in sides.values():  # warm-up, not counted
+            asyncio.run(_users(url, 0, 2, eos))
+        for r in range(1, rounds + 1):
+            for k, users in enumerate(USERS):
+                order = list(sides) if (r + k) % 2 else list(sides)[::-1]
+                for side in order:
+                    res[side][users].append(asyncio.run(_users(sides[side], r, users, eos)))
+                    log.info("round %d, %d users, %s: %.1f tok/s, slowest TTFT %.2f s", r,
+                             users, side, res[side][users][-1]["tps"],
+                             res[side][users][-1]["ttft_max"])
+            if bins is not None:
+                speeds = llamacpp_tools.batched_decode(bins["llama-batched-bench"], model,
+                                                       threads, USERS, prompt_tokens, ANSWER)
+                for users in USERS:
+                    res["batched"][users].append({"tps": speeds[users]})
+                log.info("round %d, llama-batched-bench: %s", r, speeds)
+                single.append(llamacpp_tools.single_decode(bins["llama-bench"], model, threads,
+                                                           ANSWER))
+            log.info("round %d/%d done", r, rounds)
+    empty.cleanup()
+    return _report(res, single, threads, prompt_tokens, rounds, why, out_dir)
 
 
-def _report(results: dict[str, list[dict[str, float]]], prompt_tokens: int, threads: int,
-            out_dir: Path) -> str:
-    def med(side: str, key: str) -> float:
-        return statistics.median(r[key] for r in results[side])
+def _spread(values: list[float], fmt: str = "{:.0f}") -> str:
+    if not values:
+        return "n/a"
+    return f"{fmt.format(statistics.median(values))} [{fmt.format(min(values))}–" \
+           f"{fmt.format(max(values))}]"
 
-    rows = []
-    for label, key, scale, better in [("decode tokens/s", "decode_tps", 1, "higher"),
-                                      ("prompt tokens/s", "prompt_tps", 1, "higher"),
-                                      ("time to first token (ms)", "ttft", 1000, "lower")]:
-        if key == "prompt_tps":
-            for side in results:
-                for r in results[side]:
-                    r["prompt_tps"] = prompt_tokens / r["ttft"]
-        a, b = med("in-process", key) * scale, med("http", key) * scale
-        ratio = b / a if better == "higher" else a / b
-        rows.append((label, a, b, ratio))
-    _plot(rows, out_dir / "llmserver.png")
-    table = "\n".join(f"| {label} | {a:.1f} | {b:.1f} | {ratio:.3f} |" for label, a, b, ratio
-                      in rows)
-    n = len(results["http"])
-    return f"""## llmserver: HTTP against llama-cpp-python in-process
 
-SmolLM2-135M-Instruct Q4_1, {threads} threads, a {prompt_tokens}-token prompt, {MAX_TOKENS}
-answer tokens at temperature 0, streaming; {n} alternating rounds per side, medians.
-Ratio is HTTP relative to in-process, oriented so that 1.0 means no overhead and above 0.95
-meets the target (for time to first token: in-process / HTTP).
+def _report(res: dict[str, dict[int, list[dict[str, float]]]], single: list[float],
+            threads: int, prompt_tokens: int, rounds: int, why: str, out_dir: Path) -> str:
+    def col(side: str, users: int, key: str) -> list[float]:
+        return [r[key] for r in res[side][users]]
 
-| metric | in-process | HTTP (llmserver) | ratio |
-|---|---|---|---|
-{table}
+    rows, flags = [], []
+    for users in USERS:
+        engine, batched = col("engine", users, "tps"), col("batched", users, "tps")
+        paired = [a / b for a, b in zip(engine, batched, strict=False)]
+        if paired and min(paired) > 1.0:
+            flags.append(f"at {users} users the engine beat llama.cpp's own batched decode in "
+                         "every round: the two measure different spans; read with care")
+        rows.append(f"| {users} | {_spread(batched)} | {_spread(engine)} | "
+                    f"{_spread(paired, '{:.2f}')} | {_spread(col('one-slot', users, 'tps'))} | "
+                    f"{_spread([1000 * v for v in col('engine', users, 'ttft_max')])} | "
+                    f"{_spread([1000 * v for v in col('engine', users, 'ttft_med')])} | "
+                    f"{_spread([1000 * v for v in col('one-slot', users, 'ttft_max')])} |")
+    one_user = col("engine", 1, "tps")
+    single_ratio = [a / b for a, b in zip(one_user, single, strict=False)]
+    _plot(res, single, out_dir / "llmserver.png")
+    missing = f"\n> {why}; those columns are empty.\n" if why else ""
+    flagged = "".join(f"\n> Flag: {f}.\n" for f in flags)
+    return f"""## llmserver: continuous batching against llama.cpp
 
-![llmserver vs in-process](benchmarks/llmserver.png)
+SmolLM2-135M-Instruct Q4_1, {threads} threads everywhere, {ANSWER} answer tokens per user
+(end-of-sequence banned so every answer has exactly {ANSWER}), short prompts (about
+{prompt_tokens} tokens plus the chat template), streaming over HTTP; {rounds} interleaved
+rounds, median [min–max]. "Aggregate" is decode tokens/s summed over users (for HTTP: the
+tokens after each user's first, over the span from the first first-token to the last
+token; for `llama-batched-bench`: its S_TG). The ratio is paired per round.
+{missing}
+{HEADER}
+{chr(10).join(rows)}
+
+Single stream: `llama-bench` tg{ANSWER} {_spread(single)} tok/s, the engine at 1 user
+{_spread(one_user)} tok/s, ratio {_spread(single_ratio, '{:.2f}')} (target ≥ 0.9).
+Targets: aggregate at 4 and 8 users ≥ 0.9× `llama-batched-bench`; slowest TTFT at 8 users
+under 1 s.
+{flagged}
+![aggregate tokens/s and TTFT against users](benchmarks/llmserver.png)
 """
 
 
-def _plot(rows: list[tuple[str, float, float, float]], path: Path) -> None:
+def _plot(res: dict[str, dict[int, list[dict[str, float]]]], single: list[float],
+          path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(rows), figsize=(10, 3.2))
-    for ax, (label, a, b, ratio) in zip(axes, rows, strict=True):
-        ax.bar(["in-process", "HTTP"], [a, b], color=["#888", "#3b7"])
-        ax.set_title(f"{label}\nratio {ratio:.3f}", fontsize=9)
-    fig.suptitle("llmserver over HTTP vs llama-cpp-python in-process (SmolLM2, same threads)")
+    def med(side: str, users: int, key: str) -> float:
+        values = [r[key] for r in res[side][users]]
+        return statistics.median(values) if values else float("nan")
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6))
+    for side, label, style in [("batched", "llama-batched-bench", "k--"),
+                               ("engine", "llmserver, 8 slots", "g-o"),
+                               ("one-slot", "llmserver, 1 slot", "r-s")]:
+        left.plot(USERS, [med(side, u, "tps") for u in USERS], style, label=label)
+    if single:
+        left.plot([1], [statistics.median(single)], "b^", label="llama-bench")
+    left.set(xlabel="concurrent users", ylabel="aggregate decode tokens/s", xticks=USERS)
+    left.legend(fontsize=8)
+    for side, label, style in [("engine", "8 slots", "g-o"), ("one-slot", "1 slot", "r-s")]:
+        right.plot(USERS, [med(side, u, "ttft_max") for u in USERS], style,
+                   label=f"{label}, slowest")
+        right.plot(USERS, [med(side, u, "ttft_med") for u in USERS], style.replace("-", ":"),
+                   label=f"{label}, median", alpha=0.6)
+    right.axhline(1.0, color="grey", lw=0.8)
+    right.set(xlabel="concurrent users", ylabel="time to first token (s)", yscale="log",
+              xticks=USERS)
+    right.legend(fontsize=8)
+    fig.suptitle("llmserver's batching engine vs llama.cpp and the one-slot path (SmolLM2)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -9,7 +9,7 @@ from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from services.config import ServiceSettings, default_data_dir
-from services.models import DEFAULT_MODEL
+from .models import DEFAULT_MODEL
 
 
 class Settings(ServiceSettings):
@@ -25,7 +25,10 @@ class Settings(ServiceSettings):
     default_model: str = Field(
         DEFAULT_MODEL, description="Model loaded at start and used when a request names none."
     )
-    n_ctx: int = Field(2048, ge=64, le=131072, description="Context window in tokens.")
+    n_ctx: int = Field(
+        2048, ge=64, le=131072,
+        description="Context window of one request in tokens; a model trained with a "
+                    "shorter context is served at its own.")
     n_threads: int = Field(
         default_factory=lambda: os.cpu_count() or 1, ge=1,
         description="CPU threads for generation (default: all cores).",
@@ -37,11 +40,25 @@ class Settings(ServiceSettings):
     chat_format: str | None = Field(
         None, description="llama-cpp-python chat format; unset uses the GGUF's own template."
     )
+    parallel: int = Field(
+        0, ge=0, le=64,
+        description="Slots: requests decoded together in one batch; 0 sizes it for the "
+                    "machine (4 on CPU, 16 with GPU layers).",
+    )
+    prefill_chunk: int = Field(
+        128, ge=8, description="Prompt tokens one slot evaluates per decode step, so a long "
+                               "prompt never stalls the running streams for long.",
+    )
     queue_size: int = Field(
         16, ge=0, le=10000,
-        description="Requests that may wait behind the running one; beyond it answers 429.",
+        description="Requests that may wait when every slot is busy; beyond it answers 429.",
     )
     max_loaded_models: int = Field(
         1, ge=1, le=16, description="Models kept in memory at once (least recently used go)."
     )
     seed: int = Field(-1, description="Default sampling seed; -1 picks a random one.")
+
+    def slots(self) -> int:
+        if self.parallel:
+            return self.parallel
+        return 16 if self.n_gpu_layers else 4

@@ -1,22 +1,27 @@
-"""Chat and text completions: validation against the context, queueing, streaming."""
+"""Chat and text completions: prompt and limits, a task for the engine, OpenAI answers.
+
+The engine decodes; this module only prepares tasks, submits them and turns their events
+into responses (whole, or streamed as SSE).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import logging
-import uuid
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from sse_starlette import EventSourceResponse
 
 from services.errors import APIError, error_body
 
+from . import structured
 from .config import Settings
-from .gate import Gate
-from .generate import Run, run_in_thread, stream_in_thread
+from .engine import Event, Sampler, SamplingConfig, Task
+from .engine.sampling import DEFAULT_SEED
 from .pool import LoadedModel, ModelPool
+from .responses import ChatShape, Choice, CompletionShape, usage
 from .schemas import ChatCompletionRequest, CompletionRequest, SamplingParams
 from .stats import Stats
 
@@ -44,155 +49,299 @@ def budget(prompt_tokens: int, requested: int | None, n_ctx: int) -> int:
 def _llama_error(exc: BaseException) -> APIError:
     if isinstance(exc, APIError):
         return exc
-    if isinstance(exc, ValueError) and "context window" in str(exc):
-        return APIError(400, str(exc), code="context_length_exceeded")
     log.error("generation failed: %r", exc)
     return APIError(500, "Generation failed.", code="generation_failed")
 
 
+class Job:
+    """A submitted task seen from its request: its events, in order, and its cleanup."""
+
+    def __init__(self, inference: Inference, model: LoadedModel) -> None:
+        self.inference = inference
+        self.model = model
+        self.loop = asyncio.get_running_loop()
+        self.events: asyncio.Queue[Event] = asyncio.Queue()
+        self.task: Task | None = None
+        self.closed = False
+
+    def put(self, event: Event) -> None:  # engine thread
+        self.loop.call_soon_threadsafe(self.events.put_nowait, event)
+
+    async def next(self) -> Event:
+        event = await self.events.get()
+        if event.kind == "error":
+            raise _llama_error(event.error or RuntimeError("unknown"))
+        return event
+
+    def close(self) -> None:
+        """Cancel what still runs (a client gone), return the model lease; idempotent."""
+        if self.closed:
+            return
+        self.closed = True
+        if self.task is not None:
+            self.task.cancel()
+            self.inference.stats.in_flight.dec()
+        self.inference.pool.release(self.model)
+
+
 class Inference:
-    """The model pool behind the gate; one instance per app (app.state.inference)."""
+    """The model pool and its engines; one instance per app (app.state.inference)."""
 
     def __init__(self, settings: Settings, stats: Stats) -> None:
         self.settings = settings
-        self.pool = ModelPool(settings)
-        self.gate = Gate(settings.queue_size)
         self.stats = stats
+        self.pool = ModelPool(settings, stats)
 
     async def load_default(self) -> None:
         """Load the default model at start; /health says 503 until this is done."""
-        await self.gate.acquire()
         try:
-            await self.pool.get(self.settings.default_model)
+            self.pool.release(await self.pool.acquire(self.settings.default_model))
             self.pool.state = "ok"
         except APIError as exc:
             self.pool.state, self.pool.error = "error", exc.message
-        finally:
-            self.gate.release()
 
     def _ready(self) -> None:
         if self.pool.state == "loading":
             raise APIError(503, "The model is still loading.", code="model_loading",
                            headers={"Retry-After": "2"})
 
-    async def _prepare(
-        self, req: SamplingParams, count: Callable[[LoadedModel], int]
-    ) -> tuple[LoadedModel, int, int]:
-        """Wait for the model, then check the prompt fits. Returns the gate held."""
-        self._ready()
-        self.pool.resolve(req.model)  # 404 before queueing, not after the wait
-        await self.gate.acquire()
+    # -- preparing a task ------------------------------------------------------------
+    def _sampling(self, req: SamplingParams, grammar: str | None, model: LoadedModel
+                  ) -> SamplingConfig:
+        cfg = SamplingConfig(**req.sampling(), grammar=grammar)
+        if req.temperature is None:
+            cfg.temperature = 0.8
+        if req.seed is None:
+            cfg.seed = self.settings.seed if self.settings.seed >= 0 else DEFAULT_SEED
+        n_vocab = model.engine.rt.n_vocab
+        for key, bias in (req.logit_bias or {}).items():
+            if int(key) >= n_vocab:
+                raise APIError(400, f"logit_bias token {key} is outside the vocabulary.",
+                               code="invalid_value", param="logit_bias")
+            cfg.logit_bias[int(key)] = bias
+        return cfg
+
+    @staticmethod
+    def _samplers(cfg: SamplingConfig, model: LoadedModel, n: int) -> list[Sampler]:
+        rt = model.engine.rt
+        samplers: list[Sampler] = []
         try:
-            model = await self.pool.get(req.model)
-            prompt_tokens = await asyncio.to_thread(count, model)
-            max_tokens = budget(prompt_tokens, req.limit(), self.settings.n_ctx)
+            for i in range(n):
+                seed = cfg.seed if cfg.seed == DEFAULT_SEED else cfg.seed + i
+                samplers.append(Sampler(SamplingConfig(**{**cfg.__dict__, "seed": seed}),
+                                        rt.vocab, rt.n_vocab))
+        except ValueError as exc:
+            for sampler in samplers:
+                sampler.close()
+            raise APIError(400, f"The output constraint is invalid: {exc}.",
+                           code="invalid_value", param="response_format") from exc
+        return samplers
+
+    async def _submit(self, req: SamplingParams, model: LoadedModel, prompt: list[int],
+                      stops: list[str], grammar: str | None, logprobs: int | None,
+                      prompt_logprobs: bool = False) -> Job:
+        max_tokens = budget(len(prompt), req.limit(), model.n_ctx)
+        cfg = self._sampling(req, grammar, model)
+        job = Job(self, model)
+        samplers = await asyncio.to_thread(self._samplers, cfg, model, req.n)
+        task = Task(prompt, max_tokens, samplers, job.put, stops, logprobs, prompt_logprobs)
+        try:
+            model.engine.submit(task)
         except BaseException:
-            self.gate.release()
+            task.close()
             raise
-        return model, prompt_tokens, max_tokens
+        job.task = task
+        self.stats.generations.inc()
+        self.stats.in_flight.inc()
+        return job
 
+    async def _start(self, req: SamplingParams, prepare: Callable[[LoadedModel], Any]
+                     ) -> tuple[LoadedModel, Job]:
+        """Lease the model, then `prepare(model)` submits; the lease goes with the job."""
+        self._ready()
+        self.pool.resolve(req.model)  # 404 before anything else
+        model = await self.pool.acquire(req.model)
+        try:
+            return model, await prepare(model)
+        except BaseException:
+            self.pool.release(model)
+            raise
+
+    # -- chat ------------------------------------------------------------------------
     async def chat(self, req: ChatCompletionRequest, disconnected: Disconnected) -> Any:
-        messages = [{"role": m.role, "content": m.text()} for m in req.messages]
-        model, prompt_tokens, max_tokens = await self._prepare(
-            req, lambda mdl: mdl.count_chat(messages))
-        run = Run(eos=model.llama.token_eos())
-        kwargs = dict(messages=messages, max_tokens=max_tokens, **self._common(req, run))
-        call = model.llama.create_chat_completion
-        return await self._respond(req, model, run, prompt_tokens, disconnected,
-                                   lambda stream: call(stream=stream, **kwargs))
+        plan = structured.plan(req)
+        top = (req.top_logprobs or 0) if req.logprobs else None
 
-    async def complete(self, req: CompletionRequest, disconnected: Disconnected) -> Any:
-        prompt = str(req.prompt)
-        model, prompt_tokens, max_tokens = await self._prepare(
-            req, lambda mdl: mdl.count_text(prompt))
-        run = Run(eos=model.llama.token_eos())
-        kwargs = dict(prompt=prompt, max_tokens=max_tokens, **self._common(req, run))
-        call = model.llama.create_completion
-        return await self._respond(req, model, run, prompt_tokens, disconnected,
-                                   lambda stream: call(stream=stream, **kwargs))
+        async def prepare(model: LoadedModel) -> Job:
+            prompt = await asyncio.to_thread(model.chat_tokens, plan.messages)
+            stops = list(req.stop or []) + ([model.eos_text()] if model.eos_text() else [])
+            return await self._submit(req, model, prompt, stops, plan.grammar, top)
 
-    def _common(self, req: SamplingParams, run: Run) -> dict[str, Any]:
-        from llama_cpp import LogitsProcessorList
-
-        params = req.sampling()
-        params.setdefault("temperature", 0.8)
-        return {"logits_processor": LogitsProcessorList([run.processor]), **params}
-
-    async def _respond(self, req: SamplingParams, model: LoadedModel, run: Run,
-                       prompt_tokens: int, disconnected: Disconnected,
-                       call: Callable[[bool], Any]) -> Any:
-        self.stats.started(prompt_tokens)
+        model, job = await self._start(req, prepare)
+        assert job.task is not None
+        shape = ChatShape(model.name, req.logprobs)
+        choices = [Choice(i, plan.tools, plan.forced) for i in range(req.n)]
+        prompt_tokens = len(job.task.prompt)
         if not req.stream:
-            watcher = asyncio.create_task(_watch(disconnected, run))
             try:
-                result = await run_in_thread(self.gate, lambda: call(False), run)
-            except BaseException as exc:
-                raise _llama_error(exc) from exc
+                await _collect(job, choices, disconnected)
             finally:
-                watcher.cancel()
-                self.stats.finished(run)
-            result["model"] = model.name
-            return result
-        chunks = stream_in_thread(self.gate, lambda: call(True), run)
-        try:
-            first = await chunks.__anext__()
-        except StopAsyncIteration:
-            first = None
-        except BaseException as exc:
-            self.stats.finished(run)
-            raise _llama_error(exc) from exc
-        usage = req.stream_options.include_usage if req.stream_options else False
-        events = self._events(first, chunks, model.name, run, prompt_tokens, usage)
-        return EventSourceResponse(events, ping=15, sep="\n")
+                job.close()
+            return shape.whole(choices, usage(prompt_tokens, choices))
+        first = await _first(job, disconnected)
+        include_usage = bool(req.stream_options and req.stream_options.include_usage)
 
-    async def _events(self, first: dict[str, Any] | None,
-                      chunks: AsyncGenerator[dict[str, Any], None],
-                      name: str, run: Run, prompt_tokens: int, usage: bool
-                      ) -> AsyncIterator[dict[str, str]]:
-        """SSE events: every chunk under one id, optional usage, then [DONE] (or an error)."""
-        stream_id = f"chatcmpl-{uuid.uuid4().hex[:24]}"
-        last: dict[str, Any] | None = None
+        async def chunks() -> AsyncIterator[dict[str, Any]]:
+            for c in choices:
+                yield shape.delta(c.index, {"role": "assistant", "content": ""})
+            async for event in _events(job, first, len(choices)):
+                choice = choices[event.index]
+                if event.kind == "token":
+                    text = choice.add(event)
+                    lps = [event.logprob] if req.logprobs and event.logprob else None
+                    if text or lps:
+                        yield shape.delta(choice.index, {"content": text}, logprobs=lps)
+                elif event.kind == "done":
+                    tail = choice.done(event)
+                    if tail:
+                        yield shape.delta(choice.index, {"content": tail})
+                    if choice.tool_call is not None:
+                        yield shape.delta(choice.index,
+                                          {"tool_calls": [{"index": 0, **choice.tool_call}]})
+                    yield shape.delta(choice.index, {}, choice.finish_reason)
+            if include_usage:
+                yield shape.chunk([], usage=usage(prompt_tokens, choices))
+
+        return _sse(job, chunks())
+
+    # -- text completions ------------------------------------------------------------
+    async def complete(self, req: CompletionRequest, disconnected: Disconnected) -> Any:
+        text = str(req.prompt)
+        top = req.logprobs
+
+        async def prepare(model: LoadedModel) -> Job:
+            prompt = await asyncio.to_thread(model.tokenize, text, True) if text else \
+                [int(model.llama.token_bos())]
+            return await self._submit(req, model, prompt, list(req.stop or []), None, top,
+                                      prompt_logprobs=req.echo and top is not None)
+
+        model, job = await self._start(req, prepare)
+        assert job.task is not None
+        shape = CompletionShape(model.name, top)
+        choices = [Choice(i) for i in range(req.n)]
+        prompt_tokens = len(job.task.prompt)
+        echo = text if req.echo else ""
+        if not req.stream:
+            try:
+                prompt_lps = await _collect(job, choices, disconnected)
+            finally:
+                job.close()
+            lps = [shape.logprobs(list(prompt_lps or []) + list(c.logprobs), 0)
+                   if top is not None else None for c in choices]
+            return shape.whole([echo + c.text for c in choices], choices, lps,
+                               usage(prompt_tokens, choices))
+        first = await _first(job, disconnected)
+        include_usage = bool(req.stream_options and req.stream_options.include_usage)
+
+        async def chunks() -> AsyncIterator[dict[str, Any]]:
+            offsets = [0] * len(choices)
+            if echo and first.kind != "prompt":
+                for c in choices:
+                    yield shape.chunk(c.index, echo)
+                    offsets[c.index] = len(echo)
+            async for event in _events(job, first, len(choices)):
+                choice = choices[event.index]
+                if event.kind == "prompt":
+                    for c in choices:
+                        lp = shape.logprobs(list(event.prompt or []), 0)
+                        yield shape.chunk(c.index, echo, logprobs=lp)
+                        offsets[c.index] = len(echo)
+                elif event.kind == "token":
+                    piece = choice.add(event)
+                    lp = None
+                    if top is not None and event.logprob is not None:
+                        lp = shape.logprobs([event.logprob], offsets[choice.index])
+                    offsets[choice.index] += len(piece)
+                    if piece or lp:
+                        yield shape.chunk(choice.index, piece, logprobs=lp)
+                elif event.kind == "done":
+                    yield shape.chunk(choice.index, choice.done(event), choice.finish_reason)
+            if include_usage:
+                yield {**shape.chunk(0, ""), "choices": [],
+                       "usage": usage(prompt_tokens, choices)}
+
+        return _sse(job, chunks())
+
+
+async def _first(job: Job, disconnected: Disconnected) -> Event:
+    """The first event, before any header is sent: an early failure is a plain error, and
+    a client that leaves while its request waits for a slot leaves the queue."""
+    watcher = asyncio.create_task(_watch(disconnected, job))
+    try:
+        return await job.next()
+    except BaseException:
+        job.close()
+        raise
+    finally:
+        watcher.cancel()
+
+
+async def _events(job: Job, first: Event, n: int) -> AsyncIterator[Event]:
+    """Every event of the job until each of its `n` choices is done."""
+    event: Event | None = first
+    open_choices = n
+    while open_choices:
+        if event is None:
+            event = await job.next()
+        if event.kind == "done":
+            open_choices -= 1
+        yield event
+        event = None
+
+
+async def _collect(job: Job, choices: list[Choice], disconnected: Disconnected) -> Any:
+    """A whole answer; cancelled at the next step if the client goes away meanwhile."""
+    watcher = asyncio.create_task(_watch(disconnected, job))
+    prompt = None
+    try:
+        open_choices = len(choices)
+        while open_choices:
+            event = await job.next()
+            if event.kind == "token":
+                choices[event.index].add(event)
+            elif event.kind == "prompt":
+                prompt = event.prompt
+            elif event.kind == "done":
+                choices[event.index].done(event)
+                open_choices -= 1
+    finally:
+        watcher.cancel()
+    return prompt
+
+
+def _sse(job: Job, chunks: AsyncIterator[dict[str, Any]]) -> EventSourceResponse:
+    async def events() -> AsyncIterator[dict[str, str]]:
         try:
-            if first is not None:
-                async for chunk in _prepend(first, chunks):
-                    chunk["id"], chunk["model"] = stream_id, name
-                    last = chunk
-                    yield {"data": json.dumps(chunk)}
-            if usage and last is not None:
-                completion = max(run.tokens - 1, 0) if _finished_by_eos(last) else run.tokens
-                yield {"data": json.dumps({
-                    "id": stream_id, "object": last.get("object"), "created": last.get("created"),
-                    "model": name, "choices": [],
-                    "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion,
-                              "total_tokens": prompt_tokens + completion}})}
+            async for chunk in chunks:
+                yield {"data": json.dumps(chunk)}
             yield {"data": "[DONE]"}
-        except APIError as exc:
+        except APIError as exc:  # after the headers, errors travel as an SSE event
             yield {"data": json.dumps(exc.body())}
-        except Exception as exc:  # after the headers, errors travel as an SSE event
+        except Exception as exc:
             yield {"data": json.dumps(error_body(_llama_error(exc).message, "server_error",
                                                  "generation_failed"))}
         finally:
-            await chunks.aclose()
-            self.stats.finished(run)
+            job.close()
+
+    return EventSourceResponse(events(), ping=15, sep="\n")
 
 
-def _finished_by_eos(chunk: dict[str, Any]) -> bool:
-    choices = chunk.get("choices") or [{}]
-    return choices[0].get("finish_reason") == "stop"
-
-
-async def _prepend(first: dict[str, Any], rest: AsyncIterator[dict[str, Any]]
-                   ) -> AsyncIterator[dict[str, Any]]:
-    yield first
-    async for item in rest:
-        yield item
-
-
-async def _watch(disconnected: Disconnected, run: Run) -> None:
+async def _watch(disconnected: Disconnected, job: Job) -> None:
     """Cancel a non-streaming generation whose client went away."""
-    while not run.cancel.is_set():
+    while not job.closed:
         if await disconnected():
-            run.cancel.set()
+            job.close()
+            job.events.put_nowait(Event("error", error=APIError(
+                499, "The client closed the request.", code="client_closed")))
             return
         await asyncio.sleep(0.25)
-

@@ -30,7 +30,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = base_app(settings, "llmserver", lifespan=lifespan)
     stats = Stats(app.state.metrics)
     app.state.inference = Inference(settings, stats)
-    stats.queue_depth.set_function(lambda: app.state.inference.gate.waiting)
+    stats.queue_depth.set_function(lambda: app.state.inference.pool.queue_depth)
+    stats.slots_busy.set_function(lambda: app.state.inference.pool.slots_busy)
     for module in (ops, openai, extras):
         app.include_router(module.router)
     return app

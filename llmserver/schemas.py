@@ -19,10 +19,23 @@ class ContentPart(StrictBase):
     text: str
 
 
+class FunctionCall(StrictBase):
+    name: str = Field(max_length=256)
+    arguments: str = ""
+
+
+class ToolCall(StrictBase):
+    id: str = Field("", max_length=256)
+    type: Literal["function"] = "function"
+    function: FunctionCall
+
+
 class ChatMessage(StrictBase):
     role: Literal["system", "user", "assistant", "tool", "developer"]
     content: str | list[ContentPart] | None = None
     name: str | None = None
+    tool_calls: list[ToolCall] | None = None
+    tool_call_id: str | None = Field(None, max_length=256)
 
     def text(self) -> str:
         if isinstance(self.content, list):
@@ -49,15 +62,21 @@ class SamplingParams(StrictBase):
     repeat_penalty: float | None = Field(None, ge=0, le=10, allow_inf_nan=False)
     stop: str | list[str] | None = None
     seed: int | None = None
-    n: int = 1
+    n: int = Field(1, ge=1, le=16)
     stream: bool = False
     stream_options: StreamOptions | None = None
+    logit_bias: dict[str, float] | None = None
 
-    @field_validator("n")
+    @field_validator("logit_bias")
     @classmethod
-    def _only_one_choice(cls, value: int) -> int:
-        if value != 1:
-            raise ValueError("only n=1 is supported")
+    def _bias(cls, value: dict[str, float] | None) -> dict[str, float] | None:
+        if value is None:
+            return None
+        if len(value) > 300:
+            raise ValueError("at most 300 logit_bias entries")
+        for key, bias in value.items():
+            if not key.isdigit() or not -100 <= bias <= 100:
+                raise ValueError("logit_bias maps token ids to values in [-100, 100]")
         return value
 
     @field_validator("stop")
@@ -74,21 +93,57 @@ class SamplingParams(StrictBase):
         return self.max_completion_tokens or self.max_tokens
 
     def sampling(self) -> dict[str, Any]:
-        """Keyword arguments for llama-cpp-python, only those the client set."""
+        """The sampler settings the client set (the rest keep llama.cpp's defaults)."""
         keys = ("temperature", "top_p", "top_k", "min_p", "presence_penalty",
-                "frequency_penalty", "stop", "seed")
-        out = {k: getattr(self, k) for k in keys if getattr(self, k) is not None}
-        if self.repeat_penalty is not None:
-            out["repeat_penalty"] = self.repeat_penalty
-        return out
+                "frequency_penalty", "repeat_penalty", "seed")
+        return {k: getattr(self, k) for k in keys if getattr(self, k) is not None}
+
+
+class FunctionDef(StrictBase):
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
+    description: str | None = None
+    parameters: dict[str, Any] = Field(default_factory=lambda: {"type": "object"})
+
+
+class Tool(StrictBase):
+    type: Literal["function"]
+    function: FunctionDef
+
+
+class NamedFunction(StrictBase):
+    name: str
+
+
+class NamedToolChoice(StrictBase):
+    type: Literal["function"]
+    function: NamedFunction
+
+
+class JSONSchemaFormat(StrictBase):
+    name: str = Field("response", max_length=64)
+    schema_: dict[str, Any] = Field(default_factory=dict, alias="schema")
+    strict: bool | None = None
+    description: str | None = None
+
+
+class ResponseFormat(StrictBase):
+    type: Literal["text", "json_object", "json_schema"]
+    json_schema: JSONSchemaFormat | None = None
 
 
 class ChatCompletionRequest(SamplingParams):
     messages: list[ChatMessage] = Field(min_length=1)
+    tools: list[Tool] | None = Field(None, max_length=128)
+    tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None = None
+    response_format: ResponseFormat | None = None
+    logprobs: bool = False
+    top_logprobs: int | None = Field(None, ge=0, le=20)
 
 
 class CompletionRequest(SamplingParams):
     prompt: str | list[str]
+    logprobs: int | None = Field(None, ge=0, le=5)
+    echo: bool = False
 
     @field_validator("prompt")
     @classmethod

@@ -1,40 +1,40 @@
-"""llmserver's own Prometheus metrics: tokens, tokens/s, queue depth, in flight."""
+"""llmserver's own Prometheus metrics: tokens, tokens/s, prompt reuse, queue, slots."""
 
 from __future__ import annotations
-
-import time
 
 from prometheus_client import Gauge
 
 from services.metrics import Metrics
 
-from .generate import Run
+from .engine import EngineStats
 
 
-class Stats:
+class Stats(EngineStats):
+    """The engine reports into these from its thread (prometheus_client is thread-safe)."""
+
     def __init__(self, metrics: Metrics) -> None:
         self.prompt_tokens = metrics.counter("llm_prompt_tokens_total", "Prompt tokens evaluated.")
+        self.reused_tokens = metrics.counter(
+            "llm_prompt_tokens_reused_total",
+            "Prompt tokens found in a slot's KV cache and not evaluated again.")
         self.tokens = metrics.counter("llm_tokens_generated_total", "Tokens generated.")
         self.generations = metrics.counter("llm_generations_total", "Generations run.")
-        self.tps = Gauge("llm_tokens_per_second", "Decode speed of the last generation.",
+        self.tps = Gauge("llm_tokens_per_second", "Decode speed of the last finished answer.",
                          registry=metrics.registry)
-        self.in_flight = Gauge("llm_generations_in_flight", "Generations running now.",
+        self.in_flight = Gauge("llm_generations_in_flight", "Requests being answered now.",
                                registry=metrics.registry)
-        self.queue_depth = Gauge("llm_queue_depth", "Requests waiting for the model.",
+        self.queue_depth = Gauge("llm_queue_depth", "Requests waiting for a free slot.",
                                  registry=metrics.registry)
+        self.slots_busy = Gauge("llm_slots_busy", "Slots decoding or reading a prompt now.",
+                                registry=metrics.registry)
 
-    def started(self, prompt_tokens: int) -> None:
-        self.prompt_tokens.inc(prompt_tokens)
-        self.generations.inc()
-        self.in_flight.inc()
+    def prompt(self, evaluated: int, reused: int) -> None:
+        self.prompt_tokens.inc(evaluated)
+        self.reused_tokens.inc(reused)
 
-    def finished(self, run: Run) -> None:
-        if run.counted:
-            return
-        run.counted = True
-        self.in_flight.dec()
-        self.tokens.inc(run.tokens)
-        if run.first_token_at is not None and run.tokens > 1:
-            elapsed = time.perf_counter() - run.first_token_at
-            if elapsed > 0:
-                self.tps.set((run.tokens - 1) / elapsed)
+    def generated(self, tokens: int) -> None:
+        self.tokens.inc(tokens)
+
+    def finished(self, tokens: int, seconds: float) -> None:
+        if seconds > 0:
+            self.tps.set(tokens / seconds)

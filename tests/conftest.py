@@ -26,8 +26,9 @@ def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def llm_server(models_dir: Path) -> Iterator[ServiceProcess]:
-    """A real llmserver process with SmolLM2, queue bound 1, on a free loopback port."""
+    """A real llmserver process with SmolLM2, 2 slots and a queue bound of 1, on a free
+    loopback port."""
     env = {"LLMSERVER_MODELS_DIR": str(models_dir), "LLMSERVER_QUEUE_SIZE": "1",
-           "LLMSERVER_N_CTX": "2048"}
+           "LLMSERVER_PARALLEL": "2", "LLMSERVER_N_CTX": "2048"}
     with ServiceProcess("llmserver", "LLMSERVER_", env=env) as proc:
         yield proc

@@ -18,7 +18,7 @@ HI = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 5, "stream"
 
 @pytest.fixture()
 def app_client(models_dir) -> Iterator[TestClient]:
-    app = create_app(Settings(models_dir=models_dir))
+    app = create_app(Settings(models_dir=models_dir, parallel=2))
     with TestClient(app) as client:
         for _ in range(300):
             if app.state.inference.pool.state != "loading":
@@ -27,42 +27,43 @@ def app_client(models_dir) -> Iterator[TestClient]:
         yield client
 
 
-def _model(client: TestClient) -> Any:
-    return next(iter(client.app.state.inference.pool.loaded.values()))  # type: ignore[attr-defined]
+def _engine(client: TestClient) -> Any:
+    pool = client.app.state.inference.pool  # type: ignore[attr-defined]
+    return next(iter(pool.loaded.values())).engine
+
+
+def _break_after(engine: Any, good_steps: int, monkeypatch) -> None:
+    real = engine.decode
+    calls = {"n": 0}
+
+    def decode() -> None:
+        calls["n"] += 1
+        if calls["n"] > good_steps:
+            raise RuntimeError("GPU fell off the bus")
+        real()
+
+    monkeypatch.setattr(engine, "decode", decode)
 
 
 def test_error_mid_stream_is_an_sse_event_without_done(app_client: TestClient,
                                                         monkeypatch) -> None:
-    model = _model(app_client)
-    real = model.llama.create_chat_completion
-
-    def broken(**kwargs: Any) -> Iterator[dict]:
-        stream = real(**kwargs)
-        yield next(stream)
-        yield next(stream)
-        raise RuntimeError("GPU fell off the bus")
-
-    monkeypatch.setattr(model.llama, "create_chat_completion", broken)
+    _break_after(_engine(app_client), 2, monkeypatch)
     with app_client.stream("POST", "/v1/chat/completions", json=HI) as response:
         assert response.status_code == 200
         datas = [line[5:].strip() for line in response.iter_lines() if line.startswith("data:")]
     assert "[DONE]" not in datas
+    assert any(json.loads(d).get("choices") and json.loads(d)["choices"][0]["delta"].get(
+        "content") for d in datas[:-1])  # tokens came before the failure
     last = json.loads(datas[-1])
     assert last["error"]["code"] == "generation_failed"
     assert "GPU" not in last["error"]["message"]  # internals stay in the log
-    # the model is free again
+    # the slot is free again and its half-written cache was dropped
     monkeypatch.undo()
     assert app_client.post("/v1/chat/completions", json={**HI, "stream": False}).status_code == 200
 
 
 def test_error_before_stream_is_a_plain_http_error(app_client: TestClient, monkeypatch) -> None:
-    model = _model(app_client)
-
-    def broken(**kwargs: Any) -> Iterator[dict]:
-        raise RuntimeError("boom")
-        yield {}  # pragma: no cover
-
-    monkeypatch.setattr(model.llama, "create_chat_completion", broken)
+    _break_after(_engine(app_client), 0, monkeypatch)
     response = app_client.post("/v1/chat/completions", json=HI)
     assert response.status_code == 500
     assert response.json()["error"]["code"] == "generation_failed"

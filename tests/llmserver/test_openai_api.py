@@ -8,7 +8,9 @@ import httpx
 import openai
 import pytest
 
-from services.models import DEFAULT_MODEL
+from llmserver.models import DEFAULT_MODEL
+
+from .helpers import metric
 
 HI = [{"role": "user", "content": "Say hi"}]
 # Greedy decoding of SmolLM2-135M-Instruct Q4_1 for HI: pins template, sampling and decode.
@@ -82,7 +84,20 @@ def test_tokenize_counts_like_usage(llm_server) -> None:
     assert reply["n_ctx"] == 2048
 
 
-def test_metrics_report_tokens(llm_server) -> None:
-    text = httpx.get(llm_server.url + "/metrics", timeout=10).text
-    assert "llm_tokens_generated_total" in text and "llm_queue_depth" in text
-    assert 'http_requests_total{method="POST",route="/v1/chat/completions"' in text
+def test_metrics_count_a_five_token_request(llm_server) -> None:
+    url = llm_server.url
+    tokens = metric(url, "llm_tokens_generated_total")
+    requests = metric(url, "http_requests_total")
+    reply = httpx.post(url + "/v1/chat/completions", timeout=60, json={
+        "messages": [{"role": "user", "content": "Tell me a long story."}], "max_tokens": 5,
+        "temperature": 0})
+    assert reply.json()["usage"]["completion_tokens"] == 5
+    assert metric(url, "llm_tokens_generated_total") == tokens + 5
+    assert metric(url, "llm_tokens_per_second") > 0
+    assert metric(url, "http_requests_total") >= requests + 1
+
+
+def test_models_show_context_length(llm_server) -> None:
+    models = httpx.get(llm_server.url + "/v1/models", timeout=10).json()["data"]
+    smol = next(m for m in models if m["id"] == DEFAULT_MODEL)
+    assert smol["context_length"] == 2048  # min(LLMSERVER_N_CTX, the GGUF's 8192)

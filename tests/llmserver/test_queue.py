@@ -10,15 +10,19 @@ import time
 
 import httpx
 import openai
+import pytest
 
-from services.models import DEFAULT_MODEL, packaged_models
+from llmserver.models import DEFAULT_MODEL, packaged_models
+
+from .helpers import assert_same_or_near_tie, metric, wait_for
 
 CHAT = "/v1/chat/completions"
 
 
 def stream_body(max_tokens: int) -> dict:
     return {"messages": [{"role": "user", "content": "Tell me a long story about a dragon."}],
-            "max_tokens": max_tokens, "temperature": 0, "stream": True}
+            "max_tokens": max_tokens, "temperature": 0, "stream": True, "logprobs": True,
+            "top_logprobs": 2}
 
 
 async def read_stream(client: httpx.AsyncClient, url: str, max_tokens: int) -> dict:
@@ -27,7 +31,7 @@ async def read_stream(client: httpx.AsyncClient, url: str, max_tokens: int) -> d
             await response.aread()
             return {"status": response.status_code, "body": response.json(),
                     "headers": response.headers}
-        pieces, finish, done, chunks = [], None, False, 0
+        pieces, finish, done, chunks, logprobs = [], None, False, 0, []
         async for line in response.aiter_lines():
             if not line.startswith("data:"):
                 continue
@@ -40,60 +44,83 @@ async def read_stream(client: httpx.AsyncClient, url: str, max_tokens: int) -> d
             choice = chunk["choices"][0]
             pieces.append(choice["delta"].get("content") or "")
             chunks += bool(choice["delta"].get("content"))
+            logprobs += (choice.get("logprobs") or {}).get("content") or []
             finish = choice["finish_reason"] or finish
         return {"status": 200, "text": "".join(pieces), "finish": finish, "done": done,
-                "chunks": chunks}
+                "chunks": chunks, "logprobs": logprobs}
 
 
-def test_two_streams_complete_and_third_gets_429(llm_server) -> None:
+def test_streams_fill_the_slots_then_the_queue_then_429(llm_server) -> None:
+    """2 slots and a queue of 1 (the session server): two streams run at once, a third
+    waits, a fourth is refused; nobody is cut short and all three answers are the same
+    text (same prompt, temperature 0)."""
+    url = llm_server.url
+
     async def main() -> list[dict]:
-        async with httpx.AsyncClient(timeout=120) as client:
-            first = asyncio.create_task(read_stream(client, llm_server.url, 60))
-            await asyncio.sleep(0.3)  # the first is generating
-            second = asyncio.create_task(read_stream(client, llm_server.url, 60))
-            await asyncio.sleep(0.3)  # the second waits in the queue (bound 1)
-            third = await read_stream(client, llm_server.url, 60)
-            return [await first, await second, third]
+        async with httpx.AsyncClient(timeout=180) as client:
+            running = [asyncio.create_task(read_stream(client, url, 60)) for _ in range(2)]
+            await wait_async(lambda: metric(url, "llm_slots_busy") == 2, "both slots busy")
+            queued = asyncio.create_task(read_stream(client, url, 60))
+            await wait_async(lambda: metric(url, "llm_queue_depth") == 1, "one request queued")
+            refused = await read_stream(client, url, 60)
+            return [*(await asyncio.gather(*running, queued)), refused]
 
-    first, second, third = asyncio.run(main())
-    for result in (first, second):
+    first, second, third, refused = asyncio.run(main())
+    for result in (first, second, third):
         assert result["status"] == 200 and result["done"]
         assert result["finish"] == "length"  # ran to max_tokens: never cut short
-        assert result["chunks"] >= 55  # about one chunk a token: the whole answer arrived
-    assert third["status"] == 429
-    assert third["body"]["error"]["code"] == "queue_full"
-    assert int(third["headers"]["retry-after"]) > 0
+    assert first["text"] and len(first["logprobs"]) == 60
+    # the third ran in a slot that already held the prompt: same text, or a near-tie
+    assert_same_or_near_tie(first["logprobs"], second["logprobs"])
+    assert_same_or_near_tie(first["logprobs"], third["logprobs"])
+    assert refused["status"] == 429
+    assert refused["body"]["error"]["code"] == "queue_full"
+    assert int(refused["headers"]["retry-after"]) > 0
+    assert metric(url, "llm_queue_depth") == 0
 
 
-def test_disconnect_frees_model_within_a_second(llm_server) -> None:
-    with httpx.Client(timeout=60) as client:
-        with client.stream("POST", llm_server.url + CHAT, json=stream_body(1500)) as response:
-            lines = response.iter_lines()
-            seen = 0
-            for line in lines:
-                seen += line.startswith("data:")
-                if seen >= 5:
-                    break
-        # the connection is closed here, mid-answer
-        started = time.perf_counter()
-        with client.stream("POST", llm_server.url + CHAT, json=stream_body(3)) as response:
-            for line in response.iter_lines():
-                if line.startswith("data:"):
-                    first_token = time.perf_counter() - started
-                    break
+async def wait_async(check, what: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not await asyncio.to_thread(check):
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.02)
+
+
+def test_disconnect_frees_its_slot_at_once(llm_server) -> None:
+    """Both slots busy with long answers; one client hangs up; the next request takes
+    its slot and streams within a second."""
+    url = llm_server.url
+    with httpx.Client(timeout=120) as client, httpx.Client(timeout=120) as other:
+        with other.stream("POST", url + CHAT, json=stream_body(1500)):
+            with client.stream("POST", url + CHAT, json=stream_body(1500)) as response:
+                seen = 0
+                for line in response.iter_lines():
+                    seen += line.startswith("data:")
+                    if seen >= 5:
+                        break
+                assert metric(url, "llm_slots_busy") == 2
+            # this connection is closed here, mid-answer; the other one still streams
+            wait_for(lambda: metric(url, "llm_slots_busy") == 1, 5, "the slot to be freed")
+            started = time.perf_counter()
+            with client.stream("POST", url + CHAT, json=stream_body(3)) as response:
+                for line in response.iter_lines():
+                    if line.startswith("data:"):
+                        first_token = time.perf_counter() - started
+                        break
     assert first_token < 1.0, f"first token after {first_token:.2f}s"
 
 
-def test_non_stream_disconnect_frees_model(llm_server) -> None:
+def test_non_stream_disconnect_stops_generating(llm_server) -> None:
+    url = llm_server.url
     body = {**stream_body(1500), "stream": False}
-    try:
-        httpx.post(llm_server.url + CHAT, json=body, timeout=0.5)
-    except httpx.ReadTimeout:
-        pass
-    started = time.perf_counter()
-    reply = httpx.post(llm_server.url + CHAT, json={**body, "max_tokens": 2}, timeout=30)
+    before = metric(url, "llm_tokens_generated_total")
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(url + CHAT, json=body, timeout=1.0)
+    wait_for(lambda: metric(url, "llm_slots_busy") == 0, 10, "the slot to be freed")
+    generated = metric(url, "llm_tokens_generated_total") - before
+    assert 0 < generated < 300, generated  # stopped long before the 1500 it asked for
+    reply = httpx.post(url + CHAT, json={**body, "max_tokens": 2}, timeout=30)
     assert reply.status_code == 200
-    assert time.perf_counter() - started < 1.5
 
 
 def test_gguf_dropped_into_models_dir_is_served(llm_server, models_dir) -> None:

@@ -14,7 +14,12 @@ def test_llmserver_serves_the_trained_model(trained: Result, llm_server, models_
     shutil.copy(trained.model_path, target)
     try:
         models = httpx.get(llm_server.url + "/v1/models", timeout=10).json()["data"]
-        assert "tiny-test" in [m["id"] for m in models]
+        tiny = next(m for m in models if m["id"] == "tiny-test")
+        assert tiny["context_length"] == 32  # served at its trained context, not 2048
+        too_long = httpx.post(llm_server.url + "/v1/completions", timeout=60, json={
+            "model": "tiny-test", "prompt": "This License", "max_tokens": 40})
+        assert too_long.status_code == 400
+        assert too_long.json()["error"]["code"] == "context_length_exceeded"
         reply = httpx.post(llm_server.url + "/v1/completions", timeout=60, json={
             "model": "tiny-test", "prompt": "This License", "max_tokens": 12,
             "temperature": 0})

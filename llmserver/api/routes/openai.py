@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, Request
 
 from services.auth import require_api_key
 
+from ...models import context_length
 from ...schemas import ChatCompletionRequest, CompletionRequest
 from ..deps import InferenceDep, SettingsDep
 
@@ -18,9 +19,13 @@ router = APIRouter(prefix="/v1", tags=["openai"], dependencies=[Depends(require_
 async def list_models(inference: InferenceDep, settings: SettingsDep) -> dict[str, Any]:
     """Every servable model: packaged defaults and each GGUF in the models folder."""
     models = inference.pool.available()
-    data = [{"id": name, "object": "model", "created": int(path.stat().st_mtime),
-             "owned_by": "tinyllm", "n_ctx": settings.n_ctx}
-            for name, path in sorted(models.items())]
+    data = []
+    for name, path in sorted(models.items()):
+        # Served at the shorter of the server's context and the one the model was trained on.
+        trained = context_length(path)
+        n_ctx = min(settings.n_ctx, trained) if trained else settings.n_ctx
+        data.append({"id": name, "object": "model", "created": int(path.stat().st_mtime),
+                     "owned_by": "tinyllm", "context_length": n_ctx, "n_ctx": n_ctx})
     return {"object": "list", "data": data}
 
 

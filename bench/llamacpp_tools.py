@@ -1,0 +1,80 @@
+"""llama.cpp's own benchmarks (`llama-bench`, `llama-batched-bench`), built from the
+vendor/llama.cpp folder of the installed llama-cpp-python's source release."""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import sys
+import tarfile
+from importlib.metadata import version
+from pathlib import Path
+
+from services.config import REPO_ROOT
+
+log = logging.getLogger("tinyllm.bench")
+BUILD = REPO_ROOT / "build" / "llamacpp"  # gitignored
+TOOLS = ("llama-bench", "llama-batched-bench")
+
+
+def tools() -> tuple[dict[str, Path] | None, str]:
+    """The two binaries, building them the first time (minutes); (None, why) on failure."""
+    out = BUILD / "cmake-build" / "bin"
+    found = {name: out / name for name in TOOLS}
+    if all(p.is_file() for p in found.values()):
+        return found, ""
+    release = version("llama-cpp-python")
+    try:
+        BUILD.mkdir(parents=True, exist_ok=True)
+        sdist = BUILD / f"llama_cpp_python-{release}.tar.gz"
+        if not sdist.is_file():
+            log.info("downloading the llama-cpp-python %s source release", release)
+            subprocess.run([sys.executable, "-m", "pip", "download", "--no-binary", ":all:",
+                            "--no-deps", f"llama-cpp-python=={release}", "-d", str(BUILD)],
+                           check=True, capture_output=True)
+        source = BUILD / f"llama_cpp_python-{release}" / "vendor" / "llama.cpp"
+        if not source.is_dir():
+            with tarfile.open(sdist) as tar:
+                tar.extractall(BUILD, filter="data")
+        log.info("building %s from %s (a few minutes)", ", ".join(TOOLS), source)
+        subprocess.run(["cmake", "-S", str(source), "-B", str(BUILD / "cmake-build"),
+                        "-DCMAKE_BUILD_TYPE=Release", "-DLLAMA_CURL=OFF", "-DLLAMA_OPENSSL=OFF",
+                        "-DLLAMA_BUILD_TESTS=OFF", "-DLLAMA_BUILD_EXAMPLES=OFF",
+                        "-DLLAMA_BUILD_SERVER=OFF", "-DBUILD_SHARED_LIBS=OFF"],
+                       check=True, capture_output=True)
+        subprocess.run(["cmake", "--build", str(BUILD / "cmake-build"), "-j2", "--target",
+                        *TOOLS], check=True, capture_output=True)
+    except (OSError, subprocess.CalledProcessError, tarfile.TarError) as exc:
+        detail = getattr(exc, "stderr", b"") or b""
+        return None, f"llama.cpp's tools could not be built: {exc} {detail[-300:]!r}"
+    if not all(p.is_file() for p in found.values()):
+        return None, "llama.cpp's build finished without the benchmark binaries"
+    return found, ""
+
+
+def batched_decode(binary: Path, model: Path, threads: int, users: list[int], prompt: int,
+                   answer: int) -> dict[int, float]:
+    """Aggregate decode tokens/s (S_TG) of `llama-batched-bench` at each user count."""
+    cmd = [str(binary), "-m", str(model), "-c", str(max(users) * (prompt + answer) + 256),
+           "-b", "512", "-ub", "512", "-npp", str(prompt), "-ntg", str(answer),
+           "-npl", ",".join(map(str, users)), "-t", str(threads), "-fa", "off",
+           "--output-format", "jsonl"]
+    done = subprocess.run(cmd, check=True, capture_output=True, text=True)
+    speeds = {}
+    for line in done.stdout.splitlines():
+        if line.startswith("{") and '"speed_tg"' in line:
+            row = json.loads(line)
+            speeds[int(row["pl"])] = float(row["speed_tg"])
+    return speeds
+
+
+def single_decode(binary: Path, model: Path, threads: int, answer: int) -> float:
+    """Single-stream decode tokens/s of `llama-bench` (tg, no prompt)."""
+    cmd = [str(binary), "-m", str(model), "-t", str(threads), "-p", "0", "-n", str(answer),
+           "-r", "2", "-fa", "0", "-o", "jsonl"]
+    done = subprocess.run(cmd, check=True, capture_output=True, text=True)
+    for line in done.stdout.splitlines():
+        if line.startswith("{"):
+            return float(json.loads(line)["avg_ts"])
+    raise RuntimeError("llama-bench printed no result")
