@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
-from services.config import ServiceSettings
+from services.config import ServiceSettings, default_data_dir
+
+LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
 
 def _split(value: str) -> list[str]:
@@ -43,12 +46,39 @@ class Settings(ServiceSettings):
     answer_tokens: int = Field(512, ge=16, le=32_768,
                                description="Tokens kept free for the answer when trimming history.")
     temperature: float = Field(0.7, ge=0, le=2, description="Sampling temperature of the UI chat.")
-    session_ttl_s: float = Field(3600.0, gt=0, description="Idle seconds before a session expires.")
-    max_sessions: int = Field(1000, ge=1, description="Sessions kept at once; 503 beyond.")
+    auth: Literal["auto", "accounts", "none"] = Field(
+        "auto", description="accounts: users log in (the first one becomes admin); none: one "
+                            "local user, no login (a laptop on loopback); auto: accounts unless "
+                            "HOST is loopback.")
+    admin_user: str | None = Field(None, max_length=64,
+                                   description="Admin created at first start (with "
+                                               "ADMIN_PASSWORD); unset: the first visitor.")
+    admin_password: SecretStr | None = Field(None, description="Password of ADMIN_USER.")
+    allow_signup: bool = Field(False, description="Let anyone create an account (the admin "
+                                                  "can change it in the page).")
+    database_url: str | None = Field(None, description="SQLAlchemy URL of the chat database "
+                                     "(postgresql://user:pass@host/db); unset: SQLite under "
+                                     "the data folder.")
+    session_ttl_s: float = Field(7 * 86400.0, gt=0,
+                                 description="Seconds a login lasts without use.")
+    login_attempts: int = Field(10, ge=1, description="Failed logins allowed per user name "
+                                "(and 5x per address) in LOGIN_WINDOW_S; 429 beyond.")
+    login_window_s: float = Field(900.0, gt=0, description="Window of the login rate limit.")
+    allowed_hosts: str = Field("", description="Comma list of Host names the chatbot answers "
+                               "(against DNS rebinding); * for any; empty: loopback names "
+                               "when HOST is loopback, any otherwise.")
+    answer_lease_s: float = Field(15.0, gt=1, description="Seconds an answer holds its "
+                                  "conversation without a heartbeat; a crashed answer shows "
+                                  "as interrupted after it.")
+    stream_idle_s: float = Field(30.0, gt=0, description="Drop a stream whose client has not "
+                                 "read for this many seconds.")
     max_message_chars: int = Field(8000, ge=1, description="Longest user message; 413 beyond.")
     max_messages: int = Field(200, ge=2, description="Messages per session; 400 beyond.")
     rag_url: str = Field("http://127.0.0.1:8001", description="Base URL of the rag service.")
-    rag_api_key: SecretStr | None = Field(None, description="Bearer key sent to the rag service.")
+    # One stack, one key: unset, rag's own RAG_API_KEY (what `tinyllm up` passes to all).
+    rag_api_key: SecretStr | None = Field(
+        None, validation_alias=AliasChoices("CHATBOT_RAG_API_KEY", "RAG_API_KEY"),
+        description="Bearer key sent to the rag service; unset: RAG_API_KEY.")
     rag_k: int = Field(4, ge=1, le=20, description="Chunks retrieved per question.")
     rag_timeout_s: float = Field(10.0, gt=0, description="Timeout of rag searches, seconds.")
     max_upload_bytes: int = Field(50_000_000, ge=1024,
@@ -56,6 +86,24 @@ class Settings(ServiceSettings):
     vendor_dir: Path | None = Field(None, description="npm's node_modules with the UI's "
                                     "front-end libraries; empty means chatbot/node_modules.")
     cookie_secure: bool = Field(False, description="Mark the session cookie Secure (HTTPS only).")
+
+    def accounts(self) -> bool:
+        """Whether users log in (auto: unless the chatbot listens on loopback only)."""
+        if self.auth == "auto":
+            return self.host not in LOOPBACK
+        return self.auth == "accounts"
+
+    def database(self) -> str:
+        return self.database_url or f"sqlite:///{default_data_dir() / 'chatbot' / 'chatbot.db'}"
+
+    def host_list(self) -> list[str] | None:
+        """Allowed Host names; None means any."""
+        names = [h.lower() for h in _split(self.allowed_hosts)]
+        if "*" in names:
+            return None
+        if names:
+            return names
+        return ["127.0.0.1", "localhost", "[::1]"] if self.host in LOOPBACK else None
 
     def llm_url_list(self) -> list[str]:
         return [url.rstrip("/") for url in _split(self.llm_urls)]

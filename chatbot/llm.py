@@ -75,12 +75,14 @@ class LLMClient:
             return chars // 4 + 1, FALLBACK_N_CTX
 
     @asynccontextmanager
-    async def open_stream(self, ticket: Ticket, body: dict) -> AsyncIterator[httpx.Response]:
-        """POST a streaming chat completion to the ticket's upstream; errors before the
-        first byte raise typed errors (and a refused connection marks the upstream down)."""
+    async def open_stream(self, ticket: Ticket, endpoint: str,
+                          body: dict) -> AsyncIterator[httpx.Response]:
+        """POST a streaming completion (`endpoint`: /chat/completions or /completions) to the
+        ticket's upstream; errors before the first byte raise typed errors (and a refused
+        connection marks the upstream down)."""
         upstream = ticket.upstream
         assert upstream is not None
-        request = self.http.build_request("POST", upstream.url + "/chat/completions",
+        request = self.http.build_request("POST", upstream.url + endpoint,
                                           json={**body, "stream": True})
         try:
             response = await self.http.send(request, stream=True)
