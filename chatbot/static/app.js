@@ -1,84 +1,118 @@
-// The chat page: streamed answers over SSE (fetch + ReadableStream), stop, new chat, pickers.
+// The chat page: a sidebar of stored conversations, streamed answers over SSE (fetch +
+// ReadableStream), stop, regenerate, edit and resend, copy, rename, delete, export.
 "use strict";
 
-const state = { controller: null, busy: false };
+const state = { controller: null, busy: false, current: null, me: null, searchTimer: 0 };
+const STATUS_NOTES = { stopped: "stopped", interrupted: "interrupted: the chatbot stopped mid-answer",
+  error: "failed", streaming: "still being written…" };
 
-// Model output and user text both pass through DOMPurify; links may not run script.
-function renderMarkdown(target, text) {
-  const html = marked.parse(text, { gfm: true, breaks: true });
-  target.innerHTML = DOMPurify.sanitize(html, { FORBID_TAGS: ["style", "form", "input"] });
-  target.querySelectorAll("pre code").forEach((code) => hljs.highlightElement(code));
-  target.querySelectorAll("a").forEach((a) => { a.target = "_blank"; a.rel = "noopener noreferrer"; });
-}
+function agentName() { return $("#agent").textContent || "Assistant"; }
 
-function addMessage(role, text) {
-  const wrap = el("article", "message " + role);
-  wrap.appendChild(el("div", "role", role === "user" ? "You" : $("#agent").textContent || "Assistant"));
+function addMessage(m) {
+  const wrap = el("article", "message " + m.role);
+  if (m.id) wrap.dataset.id = m.id;
+  wrap.appendChild(el("div", "role", m.role === "user" ? "You" : agentName()));
   const body = el("div", "body");
-  if (role === "user") body.textContent = text; else renderMarkdown(body, text);
+  if (m.role === "user") body.textContent = m.content; else renderMarkdown(body, m.content);
   wrap.appendChild(body);
+  const actions = el("div", "actions");
+  actions.appendChild(button("Copy", "copy", () => copyText(wrap.dataset.text)
+    .then(() => setStatus("message copied", ""))));
+  if (m.role === "user") actions.appendChild(button("Edit", "edit", () => startEdit(wrap)));
+  wrap.appendChild(actions);
+  wrap.dataset.text = m.content;
   $("#messages").appendChild(wrap);
   wrap.scrollIntoView({ block: "end" });
   return wrap;
 }
 
-function addNotice(wrap, text, kind) {
-  const note = el("div", "notice " + (kind || ""), text);
-  (wrap || $("#messages")).appendChild(note);
-  return note;
-}
-
-function showSources(wrap, info) {
-  if (!info.sources || !info.sources.length) return;
-  const list = el("ol", "sources");
-  info.sources.forEach((s) => {
-    const item = el("li", (info.cited || []).includes(s.n) ? "cited" : "");
-    const where = s.page !== null && s.page !== undefined ? ", page " + s.page : "";
-    item.appendChild(el("strong", "", "[" + s.n + "] " + s.document + where));
-    item.appendChild(el("span", "score", " score " + Number(s.score).toFixed(3)));
-    item.appendChild(el("div", "snippet", s.snippet));
-    list.appendChild(item);
-  });
-  wrap.appendChild(list);
-  if (info.invalid && info.invalid.length) {
-    addNotice(wrap, "Removed citations that match no source: " +
-      info.invalid.map((n) => "[" + n + "]").join(" "), "warning");
+// Only the last answer can be regenerated.
+function markLast() {
+  document.querySelectorAll(".message .regenerate").forEach((b) => b.remove());
+  const answers = document.querySelectorAll(".message.assistant");
+  const last = answers[answers.length - 1];
+  if (last && state.current) {
+    last.querySelector(".actions").appendChild(button("Regenerate", "regenerate", () => {
+      if (!state.busy) { last.remove(); send({ regenerate: true }); }
+    }));
   }
 }
 
-function renderHistory(session) {
+function renderConversation(conv) {
   $("#messages").replaceChildren();
-  session.messages.forEach((m) => {
-    const wrap = addMessage(m.role, m.content);
+  $("#conv-bar").hidden = !conv;
+  if (!conv) { state.current = null; return; }
+  state.current = conv.id;
+  $("#conv-title").textContent = conv.title;
+  $("#export-md").href = "/api/conversations/" + conv.id + "/export?format=markdown";
+  $("#export-json").href = "/api/conversations/" + conv.id + "/export?format=json";
+  conv.messages.forEach((m) => {
+    const wrap = addMessage(m);
     if (m.role === "assistant") {
-      showSources(wrap, { sources: m.sources || [], cited: [], invalid: [] });
-      if (m.stopped) addNotice(wrap, "stopped", "muted");
+      showSources(wrap, { sources: m.sources || [], invalid: (m.meta || {}).invalid_citations || [] });
+      if (STATUS_NOTES[m.status]) addNotice(wrap, STATUS_NOTES[m.status], "muted status-" + m.status);
     }
   });
+  if (conv.model) $("#model").value = conv.model;
+  $("#collection").value = conv.collection || "";
+  markLast();
 }
 
-// Split an SSE byte stream into {event, data} records.
-async function* sseEvents(response) {
-  const reader = response.body.getReader();
-  const decoder = new TextDecoder();
-  let buffer = "";
-  for (;;) {
-    const { value, done } = await reader.read();
-    if (done) return;
-    buffer += decoder.decode(value, { stream: true }).replace(/\r\n/g, "\n");
-    let cut;
-    while ((cut = buffer.indexOf("\n\n")) >= 0) {
-      const record = buffer.slice(0, cut);
-      buffer = buffer.slice(cut + 2);
-      let name = "message";
-      const data = [];
-      record.split("\n").forEach((line) => {
-        if (line.startsWith("event:")) name = line.slice(6).trim();
-        else if (line.startsWith("data:")) data.push(line.slice(5).replace(/^ /, ""));
-      });
-      if (data.length) yield { event: name, data: JSON.parse(data.join("\n")) };
-    }
+async function openConversation(id) {
+  try {
+    renderConversation(await api("GET", "/api/conversations/" + encodeURIComponent(id)));
+    history.replaceState(null, "", "#" + id);
+  } catch (err) {
+    if (err.status === 404) { renderConversation(null); history.replaceState(null, "", "/"); }
+    else showError(err);
   }
+  highlightCurrent();
+  if (window.matchMedia("(max-width: 700px)").matches) document.body.classList.remove("sidebar-open");
+}
+
+function highlightCurrent() {
+  document.querySelectorAll("#conversations li").forEach((li) =>
+    li.classList.toggle("current", li.dataset.id === state.current));
+}
+
+async function loadSidebar() {
+  const q = $("#search").value.trim();
+  const list = await api("GET", "/api/conversations?q=" + encodeURIComponent(q));
+  const ul = $("#conversations");
+  ul.replaceChildren();
+  list.data.forEach((c) => {
+    const li = el("li");
+    li.dataset.id = c.id;
+    const link = el("a", "title", c.title);
+    link.href = "#" + c.id;
+    link.addEventListener("click", (e) => { e.preventDefault(); if (!state.busy) openConversation(c.id); });
+    li.appendChild(link);
+    ul.appendChild(li);
+  });
+  if (!list.data.length) ul.appendChild(el("li", "empty", q ? "no chat matches" : "no chats yet"));
+  highlightCurrent();
+}
+
+function startEdit(wrap) {
+  if (state.busy || wrap.querySelector("textarea")) return;
+  const body = wrap.querySelector(".body");
+  const area = el("textarea", "edit-box");
+  area.value = wrap.dataset.text;
+  body.replaceChildren(area);
+  const save = button("Save and send", "save-edit", () => {
+    const text = area.value.trim();
+    if (!text) return;
+    // Everything after the edited message is replaced by the new answer.
+    let next = wrap.nextElementSibling;
+    while (next) { const after = next.nextElementSibling; next.remove(); next = after; }
+    const id = Number(wrap.dataset.id);
+    wrap.remove();
+    send({ message: text, edit: id });
+  });
+  const cancel = button("Cancel", "cancel-edit", () => { body.textContent = wrap.dataset.text; });
+  body.appendChild(save);
+  body.appendChild(cancel);
+  area.focus();
 }
 
 function setBusy(busy) {
@@ -87,9 +121,23 @@ function setBusy(busy) {
   $("#stop").disabled = !busy;
 }
 
-async function send(text) {
-  addMessage("user", text);
-  const wrap = addMessage("assistant", "");
+function showError(err) {
+  if (err.status === 503 || err.status === 504) {
+    setStatus("The model is unreachable right now: " + err.message + " Try again in a moment.", "error");
+  } else if (err.status === 429) {
+    setStatus("The queue is full: " + err.message, "error");
+  } else {
+    setStatus("Error: " + err.message, "error");
+  }
+}
+
+// One turn: {message}, {message, edit: id} or {regenerate: true}.
+async function send(action) {
+  if (action.message !== undefined) {
+    const userWrap = addMessage({ role: "user", content: action.message });
+    userWrap.classList.add("pending-id");
+  }
+  const wrap = addMessage({ role: "assistant", content: "" });
   wrap.classList.add("pending");
   const body = wrap.querySelector(".body");
   let answer = "";
@@ -98,15 +146,22 @@ async function send(text) {
   state.controller = controller;
   setBusy(true);
   setStatus("connecting…", "connecting");
+  const request = { conversation_id: state.current, model: $("#model").value || null,
+    collection: $("#collection").value, ...action };
   try {
     const response = await fetch("/api/chat", {
       method: "POST", headers: { "Content-Type": "application/json" },
-      body: JSON.stringify({ message: text, model: $("#model").value || null }),
-      signal: controller.signal,
+      body: JSON.stringify(request), signal: controller.signal,
     });
     if (!response.ok) throw envelopeError(response.status, await response.json().catch(() => ({})));
     for await (const ev of sseEvents(response)) {
-      if (ev.event === "status" && ev.data.state === "queued") {
+      if (ev.event === "conversation") {
+        const fresh = state.current !== ev.data.id;
+        state.current = ev.data.id;
+        wrap.dataset.id = ev.data.answer_id;
+        history.replaceState(null, "", "#" + ev.data.id);
+        if (fresh) { $("#conv-bar").hidden = false; $("#conv-title").textContent = ev.data.title; loadSidebar().catch(() => {}); }
+      } else if (ev.event === "status" && ev.data.state === "queued") {
         setStatus("waiting in queue: position " + ev.data.position, "queued");
       } else if (ev.event === "status") {
         setStatus("generating…", "generating");
@@ -128,36 +183,43 @@ async function send(text) {
     if (err.name === "AbortError") {
       setStatus("stopped", "");
       addNotice(wrap, "stopped", "muted");
-    } else if (err.status === 503 || err.status === 504) {
-      setStatus("The model is unreachable right now: " + err.message + " Try again in a moment.", "error");
-    } else if (err.status === 429) {
-      setStatus("The queue is full: " + err.message, "error");
     } else {
-      setStatus("Error: " + err.message, "error");
+      showError(err);
     }
   } finally {
     if (frame) cancelAnimationFrame(frame);
     renderMarkdown(body, answer);
+    wrap.dataset.text = answer;
     wrap.classList.remove("pending");
     state.controller = null;
     setBusy(false);
   }
+  // The stored ids (for edit) and the new order of the sidebar.
+  if (state.current) {
+    for (let i = 0; i < 20; i++) {  // a stopped answer is stored a moment after Stop
+      const conv = await api("GET", "/api/conversations/" + state.current).catch(() => null);
+      const last = conv && conv.messages[conv.messages.length - 1];
+      if (conv && !(last && last.status === "streaming")) { renderConversation(conv); break; }
+      await new Promise((r) => setTimeout(r, 250));
+    }
+    highlightCurrent();
+    await loadSidebar().catch(() => {});
+  }
 }
 
-async function loadPickers(session) {
+async function loadPickers(me) {
   try {
     const models = await api("GET", "/api/models");
     const select = $("#model");
     select.replaceChildren();
     models.data.forEach((m) => { const o = el("option", "", m.id); o.value = m.id; select.appendChild(o); });
-    select.value = session.model;
+    select.value = me.default_model;
   } catch (err) {
     setStatus("The model is unreachable right now: " + err.message, "error");
   }
   try {
     const cols = await api("GET", "/api/collections");
     cols.data.forEach((c) => { const o = el("option", "", c.name); o.value = c.name; $("#collection").appendChild(o); });
-    $("#collection").value = session.collection || "";
   } catch (err) {
     const o = el("option", "", "(document service unavailable)");
     o.disabled = true;
@@ -165,30 +227,57 @@ async function loadPickers(session) {
   }
 }
 
+function patchCurrent(fields) {
+  if (state.current) api("PATCH", "/api/conversations/" + state.current, fields).catch(showError);
+}
+
 async function init() {
-  const session = await api("GET", "/api/session");
-  $("#agent").textContent = session.agent;
-  renderHistory(session);
-  loadPickers(session);
+  state.me = await showUser();
+  $("#agent").textContent = state.me.agent;
+  await loadPickers(state.me);
+  const id = location.hash.slice(1);
+  await loadSidebar();
+  if (id) await openConversation(id);
   $("#composer").addEventListener("submit", (e) => {
     e.preventDefault();
     const text = $("#input").value.trim();
     if (!text || state.busy) return;
     $("#input").value = "";
-    send(text);
+    send({ message: text });
   });
   $("#input").addEventListener("keydown", (e) => {
     if (e.key === "Enter" && !e.shiftKey) { e.preventDefault(); $("#composer").requestSubmit(); }
   });
   $("#stop").addEventListener("click", () => { if (state.controller) state.controller.abort(); });
-  $("#new-chat").addEventListener("click", async () => {
+  $("#new-chat").addEventListener("click", () => {
     if (state.controller) state.controller.abort();
-    renderHistory(await api("POST", "/api/session/new"));
+    renderConversation(null);
+    history.replaceState(null, "", "/");
+    highlightCurrent();
     setStatus("new chat", "");
   });
-  $("#model").addEventListener("change", () => api("PATCH", "/api/session", { model: $("#model").value }));
-  $("#collection").addEventListener("change", () =>
-    api("PATCH", "/api/session", { collection: $("#collection").value }));
+  $("#search").addEventListener("input", () => {
+    clearTimeout(state.searchTimer);
+    state.searchTimer = setTimeout(() => loadSidebar().catch(showError), 200);
+  });
+  $("#rename").addEventListener("click", async () => {
+    const title = prompt("New title", $("#conv-title").textContent);
+    if (!title || !title.trim()) return;
+    const conv = await api("PATCH", "/api/conversations/" + state.current, { title: title.trim() });
+    $("#conv-title").textContent = conv.title;
+    await loadSidebar();
+  });
+  $("#delete").addEventListener("click", async () => {
+    if (!confirm("Delete this chat?")) return;
+    await api("DELETE", "/api/conversations/" + state.current);
+    renderConversation(null);
+    history.replaceState(null, "", "/");
+    await loadSidebar();
+    setStatus("chat deleted", "");
+  });
+  $("#toggle-sidebar").addEventListener("click", () => document.body.classList.toggle("sidebar-open"));
+  $("#model").addEventListener("change", () => patchCurrent({ model: $("#model").value }));
+  $("#collection").addEventListener("change", () => patchCurrent({ collection: $("#collection").value }));
 }
 
 init().catch((err) => setStatus("Error: " + err.message, "error"));
