@@ -29,7 +29,7 @@ def fake_app(answer: str, delay_s: float = 0.0) -> FastAPI:
     async def models() -> dict:
         return {"object": "list", "data": [{"id": "scripted", "object": "model"}]}
 
-    @app.post("/v1/chat/completions")
+    @app.post("/v1/chat/completions", response_model=None)
     async def chat(request: Request) -> StreamingResponse | JSONResponse:
         body = await request.json()
 
