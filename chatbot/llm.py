@@ -69,7 +69,9 @@ class LLMClient:
                                    json={"model": model, "messages": messages})
             return int(body["count"]), int(body.get("n_ctx") or FALLBACK_N_CTX)
         except APIError as exc:
-            if exc.status not in (404, 405):
+            # Any server without /tokenize: our envelope or its own 404 (e.g. {"detail": ...}).
+            status = getattr(exc, "upstream_status", exc.status)
+            if status not in (404, 405):
                 raise
             chars = sum(len(str(m.get("content", ""))) + 8 for m in messages)
             return chars // 4 + 1, FALLBACK_N_CTX

@@ -278,6 +278,8 @@ async function init() {
   $("#toggle-sidebar").addEventListener("click", () => document.body.classList.toggle("sidebar-open"));
   $("#model").addEventListener("change", () => patchCurrent({ model: $("#model").value }));
   $("#collection").addEventListener("change", () => patchCurrent({ collection: $("#collection").value }));
+  if ($("#status").dataset.kind !== "error") setStatus("ready", "");
+  document.body.dataset.ready = "1";
 }
 
 init().catch((err) => setStatus("Error: " + err.message, "error"));
