@@ -21,7 +21,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.browser]
 CHROMIUM = Path("/usr/bin/chromium")
 VIEWPORTS = {"desktop": {"width": 1280, "height": 800}, "phone": {"width": 390, "height": 844}}
 XSS_USER = ('<img src=x onerror="window.__xss=1"><script>window.__xss=2</script> '
-            '[click](javascript:window.__xss=3) what is this?')
+            '[click](javascript:window.__xss=3) Reply with one word.')
 XSS_TITLE = '<img src=x onerror="window.__xss=11"> renamed'
 XSS_MODEL = "\n\n".join([
     '<img src=x onerror="window.__xss=4">',
@@ -65,7 +65,7 @@ def send(page, text: str) -> None:  # noqa: ANN001
     page.wait_for_selector("body[data-ready]")
     page.fill("#input", text)
     page.press("#input", "Enter")
-    expect(page.locator("#status")).to_have_text("ready", timeout=180_000)  # busy CI cores
+    expect(page.locator("#status")).to_have_text("ready", timeout=300_000)  # busy CI cores
 
 
 def no_script_ran(page) -> None:  # noqa: ANN001
@@ -78,7 +78,7 @@ def no_script_ran(page) -> None:  # noqa: ANN001
 def test_accounts_and_conversations_in_the_page(llm_server: ServiceProcess, chromium,  # noqa: ANN001
                                                 viewport: str, artifacts_dir: Path) -> None:
     phone = viewport == "phone"
-    env = chatbot_env(llm_server.url, CHATBOT_AUTH="accounts", CHATBOT_ANSWER_TOKENS="300")
+    env = chatbot_env(llm_server.url, CHATBOT_AUTH="accounts", CHATBOT_ANSWER_TOKENS="200")
     ui = ServiceProcess("chatbot", "CHATBOT_", env=env)
     with ui:
         page = new_page(chromium, viewport)
@@ -136,15 +136,16 @@ def test_accounts_and_conversations_in_the_page(llm_server: ServiceProcess, chro
 
         # Regenerate the last answer; edit the question and resend.
         page.click(".message.assistant .regenerate")
-        expect(page.locator("#status")).to_have_text("ready", timeout=180_000)
+        expect(page.locator("#status")).to_have_text("ready", timeout=300_000)
         expect(page.locator(".message")).to_have_count(2)
         page.click(".message.user .edit")
         page.fill(".message.user .edit-box", "Name three fruits.")
         page.click(".message.user .save-edit")
-        expect(page.locator("#status")).to_have_text("ready", timeout=180_000)
+        expect(page.locator("#status")).to_have_text("ready", timeout=300_000)
         expect(page.locator(".message")).to_have_count(2)
         expect(page.locator(".message.user .body")).to_have_text("Name three fruits.")
-        expect(page.locator("#conv-title")).to_have_text("Name three colours.")
+        # The title follows the first message (until the user renames the chat).
+        expect(page.locator("#conv-title")).to_have_text("Name three fruits.")
         answer_text = page.locator(".message.assistant").last.get_attribute("data-text")
         assert answer_text
         page.locator(".message.assistant .copy").last.click()
@@ -155,7 +156,7 @@ def test_accounts_and_conversations_in_the_page(llm_server: ServiceProcess, chro
         with page.expect_download() as info:
             page.click("#export-md")
         markdown = Path(info.value.path()).read_text()
-        assert markdown.startswith("# Name three colours.") and "Name three fruits." in markdown
+        assert markdown.startswith("# Name three fruits.\n") and answer_text in markdown
         with page.expect_download() as info:
             page.click("#export-json")
         exported = json.loads(Path(info.value.path()).read_text())
@@ -179,11 +180,13 @@ def test_accounts_and_conversations_in_the_page(llm_server: ServiceProcess, chro
         # Delete one conversation.
         page.once("dialog", lambda d: d.accept())
         page.click("#delete")
-        expect(sidebar(page, phone)).to_have_text(["Name three colours."])
-        if phone:
-            page.click("#toggle-sidebar")
+        expect(sidebar(page, phone)).to_have_text(["Name three fruits."])
+        page.locator("#conversations li a").first.click()
+        expect(page.locator(".message")).to_have_count(2)
 
         # The admin adds a user, who sees none of the admin's chats.
+        admin_chat = page.url.split("#")[-1]
+        assert re.fullmatch(r"[0-9a-f]{32}", admin_chat)
         page.goto(ui.url + "/settings")
         page.fill("#new-username", "bob")
         page.fill("#new-password", PASSWORD)
@@ -200,7 +203,8 @@ def test_accounts_and_conversations_in_the_page(llm_server: ServiceProcess, chro
         expect(bob.locator("#conversations li.empty")).to_have_text("no chats yet")
         bob.fill("#search", "fruits")
         expect(bob.locator("#conversations li.empty")).to_have_text("no chat matches")
-        bob.goto(ui.url + "/#" + page.url.split("#")[-1])  # a link to the admin's chat
+        bob.goto(ui.url + "/#" + admin_chat)  # a link to the admin's chat
+        bob.wait_for_selector("body[data-ready]")
         expect(bob.locator("#conv-bar")).to_be_hidden()
         assert bob.locator(".message").count() == 0
         bob.click("#logout")
