@@ -30,14 +30,17 @@ def fill(db: Database, n_conv: int, n_msgs: int, seed: int = 7) -> tuple[int, li
     rng = random.Random(seed)
     # Zipf-like: a few words are everywhere, most are rare, as in real text.
     vocab = _vocabulary(5000, rng)
-    weights = [1 / (i + 1) for i in range(len(vocab))]
+    cum, total = [], 0.0
+    for i in range(len(vocab)):
+        total += 1 / (i + 1)
+        cum.append(total)
     uid = db.call(lambda s: users.create(s, "bench", "x")).id
     t0 = time.time() - n_conv * 60
     for start in range(0, n_conv, 500):
         convs, msgs, words = [], [], []
         for i in range(start, min(n_conv, start + 500)):
             cid = f"{i:032x}"
-            texts = [" ".join(rng.choices(vocab, weights, k=rng.randint(12, 40)))
+            texts = [" ".join(rng.choices(vocab, cum_weights=cum, k=rng.randint(12, 40)))
                      for _ in range(n_msgs)]
             convs.append({"id": cid, "user_id": uid, "title": conversations.title_from(texts[0]),
                           "options": {}, "created_at": t0 + i * 60,

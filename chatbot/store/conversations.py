@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import delete as sql_delete
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import exists, func, literal, or_, select, update
 from sqlalchemy.orm import Session
 
 from services.errors import APIError
@@ -25,6 +25,7 @@ WORD = re.compile(r"\w{2,40}")
 MAX_TERMS = 6
 TOP = "\U0010ffff"  # sorts after every character: [term, term+TOP) holds the words it begins
 TITLE_CHARS = 80
+COMMON = 1000  # a term in more conversations than this is checked newest-first, not gathered
 
 
 def words(text: str) -> set[str]:
@@ -57,11 +58,30 @@ def listing(s: Session, user_id: int, query: str = "", limit: int = 50,
     stmt = select(Conversation).where(Conversation.user_id == user_id)
     if before is not None:
         stmt = stmt.where(Conversation.updated_at < before)
-    for term in sorted(words(query), key=len, reverse=True)[:MAX_TERMS]:
-        stmt = stmt.where(Conversation.id.in_(
-            select(SearchWord.conversation_id).where(
-                SearchWord.user_id == user_id, SearchWord.word >= term,
-                SearchWord.word < term + TOP)))
+    terms = sorted(words(query), key=len, reverse=True)[:MAX_TERMS]
+    if terms:
+        def in_range(term: str) -> Any:
+            return (SearchWord.user_id == user_id, SearchWord.word >= term,
+                    SearchWord.word < term + TOP)
+
+        def count(term: str) -> int:  # capped: a common prefix reads COMMON rows, not all
+            sub = select(literal(1)).where(*in_range(term)).limit(COMMON).subquery()
+            return s.scalar(select(func.count()).select_from(sub)) or 0
+
+        # Drive from the rarest term: gather its few conversations; when even that one is
+        # everywhere, walk the newest conversations and stop at `limit` matches.
+        counted = sorted((count(t), t) for t in terms)
+        n, rarest = counted[0]
+        if n < COMMON:
+            stmt = stmt.where(Conversation.id.in_(
+                select(SearchWord.conversation_id).where(*in_range(rarest))))
+            rest = [t for _, t in counted[1:]]
+        else:
+            rest = [t for _, t in counted]
+        for term in rest:
+            stmt = stmt.where(exists().where(
+                SearchWord.conversation_id == Conversation.id, SearchWord.word >= term,
+                SearchWord.word < term + TOP))
     return list(s.scalars(stmt.order_by(Conversation.updated_at.desc()).limit(limit)))
 
 
