@@ -2,8 +2,8 @@
 
 Events: conversation (ids and title), notice, status (queued with a position, generating),
 token, sources, done, error. The question and an empty answer are stored first; the text so
-far is saved every second, and the outcome (complete, stopped, error) at the end, whether or
-not anyone is still reading.
+far is saved every second, and the outcome (complete, stopped, repetition: cut by the loop
+guard, error) at the end, whether or not anyone is still reading.
 """
 
 from __future__ import annotations
@@ -92,8 +92,14 @@ async def run_turn(req: TurnRequest, settings: Settings, db: Database, llm: LLMC
                          "temperature": settings.temperature,
                          "max_tokens": settings.answer_tokens}
         finish_reason = None
-        async for ev in pipeline.generate(llm, prepared):
-            if ev.kind == "queued":
+        async for ev in pipeline.generate(llm, prepared, settings.loop_guard()):
+            if ev.kind == "loop":
+                finish_reason = "repetition"
+                notice = {"code": "repetition", "message": "The answer started repeating "
+                          "itself, so it was stopped."}
+                prepared.notices.append(notice)
+                yield event("notice", notice)
+            elif ev.kind == "queued":
                 yield event("status", {"state": "queued", "position": ev.data})
             elif ev.kind == "generating":
                 yield event("status", {"state": "generating", "model": begun.model})
@@ -112,7 +118,7 @@ async def run_turn(req: TurnRequest, settings: Settings, db: Database, llm: LLMC
             yield event("sources", {"sources": extra["sources"],
                                     "cited": [s["n"] for s in extra["sources"] if s["cited"]],
                                     "invalid": extra["invalid_citations"], "text": cleaned})
-        status = "complete"
+        status = "repetition" if finish_reason == "repetition" else "complete"
         yield event("done", {"finish_reason": finish_reason})
     except APIError as exc:
         log.info("turn failed: %s %s", exc.status, exc.message)

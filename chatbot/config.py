@@ -10,6 +10,8 @@ from pydantic_settings import SettingsConfigDict
 
 from services.config import ServiceSettings, default_data_dir
 
+from .loopguard import LoopGuard
+
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
 
@@ -85,7 +87,20 @@ class Settings(ServiceSettings):
                                   description="Largest document upload proxied to rag (413).")
     vendor_dir: Path | None = Field(None, description="npm's node_modules with the UI's "
                                     "front-end libraries; empty means chatbot/node_modules.")
+    loop_window: int = Field(600, ge=0, le=20_000, description="Characters at the end of an "
+                             "answer the loop guard examines (the longest passage it catches "
+                             "is LOOP_WINDOW / LOOP_REPEATS).")
+    loop_repeats: int = Field(3, ge=0, le=100, description="An answer whose end repeats one "
+                              "passage this many times in a row is stopped; 0 turns the loop "
+                              "guard off.")
+    loop_min_chars: int = Field(48, ge=1, le=20_000, description="Shortest repeated span (passage "
+                                "x times) the loop guard acts on, so a short refrain is left "
+                                "alone.")
     cookie_secure: bool = Field(False, description="Mark the session cookie Secure (HTTPS only).")
+
+    def loop_guard(self) -> LoopGuard:
+        """A fresh loop guard for one answer."""
+        return LoopGuard(self.loop_window, self.loop_repeats, self.loop_min_chars)
 
     def accounts(self) -> bool:
         """Whether users log in (auto: unless the chatbot listens on loopback only)."""

@@ -31,6 +31,8 @@ class _Common(BaseModel):
     stream: bool = False
     collection: str | None = Field(None, description="Answer from this rag collection.")
     collections: list[str] | None = Field(None, description="Answer from these collections.")
+    chat_tools: bool = Field(False, description="A TinyLLM chat client (`tinyllm chat`): chat "
+                             "commands are answered here and the loop guard is on.")
 
     def collection_list(self) -> list[str]:
         """`collection` and `collections` mean the same: one list of names."""
@@ -58,11 +60,13 @@ def text_of(message: Message) -> str:
 async def prepare(req: ChatRequest | CompletionRequest, settings: Settings,
                   rag: RagClient) -> pipeline.Prepared:
     """The upstream body, with the retrieved sources in it when collections are named."""
-    body = req.model_dump(exclude={"collection", "collections"}, exclude_none=True)
+    body = req.model_dump(exclude={"collection", "collections", "chat_tools"}, exclude_none=True)
     body["model"] = req.model or settings.default_model
     body.pop("stream", None)
     chat = isinstance(req, ChatRequest)
     prepared = pipeline.Prepared("/chat/completions" if chat else "/completions", body)
+    if req.chat_tools:
+        prepared.guard = settings.loop_guard()
     if chat:
         question = next((text_of(m) for m in reversed(req.messages) if m.role == "user"), "")
     else:
@@ -81,7 +85,10 @@ async def complete(llm: LLMClient, prepared: pipeline.Prepared) -> dict[str, Any
     prepared.body["stream_options"] = {"include_usage": True}
     parts: list[str] = []
     finish_reason, usage, first = None, None, None
-    async for ev in pipeline.generate(llm, prepared):
+    stop_reason = None
+    async for ev in pipeline.generate(llm, prepared, prepared.guard):
+        if ev.kind == "loop":
+            stop_reason = "repetition"
         if ev.kind != "chunk":
             continue
         first = first or ev.data
@@ -92,6 +99,9 @@ async def complete(llm: LLMClient, prepared: pipeline.Prepared) -> dict[str, Any
     content, extra = pipeline.checked(prepared, "".join(parts))
     first = first or {}
     chat = prepared.endpoint == "/chat/completions"
+    if stop_reason:  # OpenAI clients know only their own finish reasons
+        extra["stop_reason"] = stop_reason
+        finish_reason = "stop"
     choice: dict[str, Any] = {"index": 0, "finish_reason": finish_reason or "stop",
                               "logprobs": None}
     if chat:
@@ -112,7 +122,15 @@ async def stream(llm: LLMClient, prepared: pipeline.Prepared) -> AsyncIterator[d
     parts: list[str] = []
     last: dict[str, Any] = {}
     try:
-        async for ev in pipeline.generate(llm, prepared):
+        async for ev in pipeline.generate(llm, prepared, prepared.guard):
+            if ev.kind == "loop":  # a last chunk saying why: OpenAI clients see "stop"
+                chat = prepared.endpoint == "/chat/completions"
+                yield {"data": sse_json({
+                    "id": last.get("id"), "created": last.get("created"),
+                    "object": "chat.completion.chunk" if chat else "text_completion",
+                    "model": last.get("model"), "stop_reason": "repetition",
+                    "choices": [{"index": 0, "finish_reason": "stop",
+                                 **({"delta": {}} if chat else {"text": ""})}]})}
             if ev.kind != "chunk":
                 continue
             last = ev.data

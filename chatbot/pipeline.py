@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 from services.errors import APIError
 
 from .llm import LLMClient, raw_events
+from .loopguard import LoopGuard
 from .prompt import check_citations, public_sources, sources_block
 from .rag_client import RagClient
 
@@ -33,11 +34,13 @@ class Prepared:
     body: dict[str, Any]
     sources: list[dict[str, Any]] = field(default_factory=list)  # public, numbered
     notices: list[dict[str, Any]] = field(default_factory=list)
+    guard: LoopGuard | None = None  # the gateway's, when its client asks for one
 
 
 @dataclass
 class Event:
-    """queued (data: position), generating, chunk (data: parsed chunk, raw: its JSON), tick."""
+    """queued (data: position), generating, chunk (data: parsed chunk, raw: its JSON),
+    loop (data: the repeated passage; the last event: the upstream was closed)."""
 
     kind: str
     data: Any = None
@@ -74,8 +77,13 @@ def admit(llm: LLMClient) -> None:
     llm.queue.check()
 
 
-async def generate(llm: LLMClient, prepared: Prepared) -> AsyncIterator[Event]:
-    """Wait in the queue, then stream the upstream's chunks; the slot is held only in here."""
+async def generate(llm: LLMClient, prepared: Prepared,
+                   guard: LoopGuard | None = None) -> AsyncIterator[Event]:
+    """Wait in the queue, then stream the upstream's chunks; the slot is held only in here.
+
+    With a `guard`, an answer that starts looping ends with a `loop` event: the upstream
+    connection is closed right there (llmserver stops generating) and the slot freed.
+    """
     ticket = llm.queue.enter()
     try:
         while not ticket.granted.done():
@@ -95,6 +103,9 @@ async def generate(llm: LLMClient, prepared: Prepared) -> AsyncIterator[Event]:
                     raise APIError(502, "llmserver sent a malformed stream chunk.",
                                    code="bad_upstream_response") from exc
                 yield Event("chunk", chunk, data)
+                if guard is not None and guard.feed(chunk_text(chunk)[0]):
+                    yield Event("loop", guard.passage)
+                    return
     finally:
         ticket.release()
 

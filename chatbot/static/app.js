@@ -3,7 +3,8 @@
 "use strict";
 
 const state = { controller: null, busy: false, current: null, me: null, searchTimer: 0 };
-const STATUS_NOTES = { stopped: "stopped", interrupted: "interrupted: the chatbot stopped mid-answer",
+const STATUS_NOTES = { stopped: "stopped", repetition: "stopped: the answer started repeating itself",
+  interrupted: "interrupted: the chatbot stopped mid-answer",
   error: "failed", streaming: "still being written…" };
 
 function agentName() { return $("#agent").textContent || "Assistant"; }

@@ -98,7 +98,7 @@ class Message(Base):
     content: Mapped[str] = mapped_column(Text, default="")
     # "chat" today; later kinds (command, attachment) share the table.
     kind: Mapped[str] = mapped_column(String(16), default="chat")
-    # complete | streaming | stopped | interrupted | error
+    # complete | streaming | stopped | repetition (the loop guard) | interrupted | error
     status: Mapped[str] = mapped_column(String(16), default="complete")
     model: Mapped[str | None] = mapped_column(String(200), nullable=True)
     sources: Mapped[list | None] = mapped_column(JSON, nullable=True)

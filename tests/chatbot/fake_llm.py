@@ -17,9 +17,12 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from tests.utils.procs import free_port
 
 
-def fake_app(answer: str, delay_s: float = 0.0) -> FastAPI:
+def fake_app(answer: str, delay_s: float = 0.0, stats: dict | None = None) -> FastAPI:
+    """`stats`, if given, counts the chunks sent and notes a client that hung up early."""
     app = FastAPI()
     app.state.answer = answer
+    stats = stats if stats is not None else {}
+    stats.update(chunks=0, closed_early=False, requests=[])
 
     @app.get("/health")
     async def health() -> dict:
@@ -32,9 +35,19 @@ def fake_app(answer: str, delay_s: float = 0.0) -> FastAPI:
     @app.post("/v1/chat/completions", response_model=None)
     async def chat(request: Request) -> StreamingResponse | JSONResponse:
         body = await request.json()
+        stats["requests"].append(body)
 
         async def events() -> AsyncIterator[bytes]:
             words = app.state.answer.split(" ")
+            sent_all = False
+            try:
+                async for piece in pieces(words):
+                    yield piece
+                sent_all = True
+            finally:  # a client hanging up cancels the stream while it sleeps
+                stats["closed_early"] = not sent_all
+
+        async def pieces(words: list[str]) -> AsyncIterator[bytes]:
             for i, word in enumerate(words):
                 chunk = {"id": "chatcmpl-fake", "object": "chat.completion.chunk",
                          "created": int(time.time()), "model": body.get("model"),
@@ -42,6 +55,7 @@ def fake_app(answer: str, delay_s: float = 0.0) -> FastAPI:
                              "content": word if i == 0 else " " + word},
                              "finish_reason": None}]}
                 yield f"data: {json.dumps(chunk)}\n\n".encode()
+                stats["chunks"] += 1
                 await asyncio.sleep(delay_s)
             last = {"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": 0,
                     "model": body.get("model"),
@@ -54,10 +68,10 @@ def fake_app(answer: str, delay_s: float = 0.0) -> FastAPI:
 
 
 @contextmanager
-def fake_llm(answer: str, delay_s: float = 0.0) -> Iterator[str]:
+def fake_llm(answer: str, delay_s: float = 0.0, stats: dict | None = None) -> Iterator[str]:
     """Serve the scripted upstream on a free loopback port; yield its base URL (no /v1)."""
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(fake_app(answer, delay_s), host="127.0.0.1",
+    server = uvicorn.Server(uvicorn.Config(fake_app(answer, delay_s, stats), host="127.0.0.1",
                                            port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
