@@ -17,13 +17,14 @@ from typing import Any
 
 from services.errors import APIError
 
-from . import pipeline
+from . import pipeline, templates
 from .config import Settings
 from .history import trim
 from .llm import LLMClient, sse_json
-from .prompt import system_prompt
+from .prompt import sources_block
 from .rag_client import RagClient
 from .store import conversations
+from .store import prompts as stored_prompts
 from .store.db import Database
 
 log = logging.getLogger(__name__)
@@ -37,6 +38,7 @@ class TurnRequest:
     edit_id: int | None
     model: str
     collection: str | None
+    options: dict[str, Any] | None = None  # rag_k, think: set by commands, kept with the chat
 
 
 def event(name: str, data: Any) -> dict[str, str]:
@@ -51,7 +53,7 @@ async def run_turn(req: TurnRequest, settings: Settings, db: Database, llm: LLMC
         begun = await db.run(lambda s: conversations.begin_turn(
             s, req.user_id, req.conversation_id, req.text, model=req.model,
             collection=req.collection, edit_id=req.edit_id, lease_s=lease,
-            max_messages=settings.max_messages))
+            max_messages=settings.max_messages, options=req.options))
     except APIError as exc:  # busy, gone, full: nothing was stored
         yield event("error", {**exc.body(), "status": exc.status})
         return
@@ -72,12 +74,16 @@ async def run_turn(req: TurnRequest, settings: Settings, db: Database, llm: LLMC
 
     try:
         collections = [begun.collection] if begun.collection else []
-        results = await pipeline.retrieve(rag, begun.question, collections, settings.rag_k,
-                                          prepared)
+        k = int(begun.options.get("rag_k") or settings.rag_k)
+        results = await pipeline.retrieve(rag, begun.question, collections, k, prepared)
         for notice in prepared.notices:
             yield event("notice", notice)
-        system = {"role": "system", "content": system_prompt(
-            settings.persona, settings.agent_name, settings.timezone, results)}
+        edited = await db.run(stored_prompts.edited)  # the admin's, from this turn on
+        content = templates.render("system", edited, settings)
+        if results:
+            content += "\n\n" + sources_block(results, templates.render("documents", edited,
+                                                                          settings))
+        system = {"role": "system", "content": content}
 
         async def count(messages: list[dict]) -> tuple[int, int]:
             return await llm.count_tokens(messages, begun.model)

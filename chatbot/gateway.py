@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from services.errors import APIError
 
-from . import pipeline
+from . import commands, pipeline
 from .config import Settings
 from .llm import LLMClient, sse_json
 from .prompt import sources_block
@@ -33,6 +33,8 @@ class _Common(BaseModel):
     collections: list[str] | None = Field(None, description="Answer from these collections.")
     chat_tools: bool = Field(False, description="A TinyLLM chat client (`tinyllm chat`): chat "
                              "commands are answered here and the loop guard is on.")
+    rag_k: int | None = Field(None, ge=1, le=20, description="Chunks retrieved per question.")
+    think: bool = Field(True, description="With chat_tools: keep a thinking model's reasoning.")
 
     def collection_list(self) -> list[str]:
         """`collection` and `collections` mean the same: one list of names."""
@@ -58,9 +60,10 @@ def text_of(message: Message) -> str:
 
 
 async def prepare(req: ChatRequest | CompletionRequest, settings: Settings,
-                  rag: RagClient) -> pipeline.Prepared:
-    """The upstream body, with the retrieved sources in it when collections are named."""
-    body = req.model_dump(exclude={"collection", "collections", "chat_tools"}, exclude_none=True)
+                  rag: RagClient, intro: str | None = None) -> pipeline.Prepared:
+    """The upstream body, with the retrieved sources in it (after `intro`, the admin's
+    document-answer prompt) when collections are named."""
+    body = req.model_dump(exclude={"collection", "collections", "chat_tools", "rag_k", "think"}, exclude_none=True)
     body["model"] = req.model or settings.default_model
     body.pop("stream", None)
     chat = isinstance(req, ChatRequest)
@@ -71,12 +74,12 @@ async def prepare(req: ChatRequest | CompletionRequest, settings: Settings,
         question = next((text_of(m) for m in reversed(req.messages) if m.role == "user"), "")
     else:
         question = req.prompt if isinstance(req.prompt, str) else " ".join(req.prompt)
-    results = await pipeline.retrieve(rag, question, req.collection_list(), settings.rag_k,
-                                      prepared)
+    results = await pipeline.retrieve(rag, question, req.collection_list(),
+                                      req.rag_k or settings.rag_k, prepared)
     if results and chat:
-        body["messages"] = pipeline.with_sources_message(body["messages"], results)
+        body["messages"] = pipeline.with_sources_message(body["messages"], results, intro)
     elif results:
-        body["prompt"] = sources_block(results) + "\n\n" + question
+        body["prompt"] = sources_block(results, intro) + "\n\n" + question
     return prepared
 
 
@@ -147,3 +150,38 @@ async def stream(llm: LLMClient, prepared: pipeline.Prepared) -> AsyncIterator[d
         yield {"data": "[DONE]"}
     except APIError as exc:
         yield {"data": sse_json(exc.body())}
+
+
+def command_of(req: ChatRequest | CompletionRequest) -> str | None:
+    """The command a TinyLLM chat client typed as its last message, if any."""
+    if not req.chat_tools or not isinstance(req, ChatRequest):
+        return None
+    last = req.messages[-1]
+    text = text_of(last)
+    return text if last.role == "user" and commands.is_command(text) else None
+
+
+def command_state(req: ChatRequest, settings: Settings) -> commands.State:
+    collections = req.collection_list()
+    return commands.State(req.model or settings.default_model,
+                          collections[0] if collections else None,
+                          req.rag_k or settings.rag_k, req.think)
+
+
+def command_reply(outcome: commands.Outcome, stream: bool) -> dict[str, Any] | list[str]:
+    """A command's answer as a chat completion (or its chunks), with a `command` field that
+    tells the client what changed."""
+    head = {"id": "chatcmpl-" + uuid.uuid4().hex, "created": int(time.time()),
+            "model": outcome.state.model,
+            "command": {"command": outcome.command, "action": outcome.action,
+                        "state": outcome.state.view()}}
+    if not stream:
+        return {**head, "object": "chat.completion", "usage": None, "choices": [{
+            "index": 0, "finish_reason": "stop", "logprobs": None,
+            "message": {"role": "assistant", "content": outcome.text}}]}
+    first = {**head, "object": "chat.completion.chunk", "choices": [{
+        "index": 0, "delta": {"role": "assistant", "content": outcome.text},
+        "finish_reason": None}]}
+    last = {**head, "object": "chat.completion.chunk", "choices": [{
+        "index": 0, "delta": {}, "finish_reason": "stop"}]}
+    return [sse_json(first), sse_json(last), "[DONE]"]

@@ -14,7 +14,8 @@ from fastapi import Depends, FastAPI, Request, Response
 from services.app import base_app
 
 from .api.routes import auth as auth_routes
-from .api.routes import chat, conversations, documents, keys, openai, ops, pages, users
+from .api.routes import (chat, conversations, documents, keys, openai, ops, pages, prompts,
+                         users)
 from .auth import current_user, ensure_bootstrap_users
 from .config import Settings
 from .guard import BrowserGuard
@@ -76,7 +77,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     # Outermost: refuses foreign hosts and cross-site writes before anything reads the body.
     app.add_middleware(BrowserGuard, hosts=settings.host_list(), multipart=_is_upload)
-    for module in (ops, pages, auth_routes, chat, conversations, keys, users, openai):
+    for module in (ops, pages, auth_routes, chat, conversations, keys, users, prompts, openai):
         app.include_router(module.router)
     # The documents proxy acts with rag's key: only for a logged-in user.
     app.include_router(documents.router, dependencies=[Depends(current_user)])

@@ -63,13 +63,14 @@ async def retrieve(rag: RagClient, question: str, collections: list[str], k: int
     return results
 
 
-def with_sources_message(messages: list[dict[str, Any]],
-                         results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def with_sources_message(messages: list[dict[str, Any]], results: list[dict[str, Any]],
+                         intro: str | None = None) -> list[dict[str, Any]]:
     """The sources as a system message right after the caller's own system message."""
     if not results:
         return messages
     at = 1 if messages and messages[0].get("role") == "system" else 0
-    return messages[:at] + [{"role": "system", "content": sources_block(results)}] + messages[at:]
+    block = {"role": "system", "content": sources_block(results, intro)}
+    return messages[:at] + [block] + messages[at:]
 
 
 def admit(llm: LLMClient) -> None:

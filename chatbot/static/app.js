@@ -2,7 +2,8 @@
 // ReadableStream), stop, regenerate, edit and resend, copy, rename, delete, export.
 "use strict";
 
-const state = { controller: null, busy: false, current: null, me: null, searchTimer: 0 };
+const state = { controller: null, busy: false, current: null, me: null, searchTimer: 0,
+  ragK: null, think: true, commands: [] };
 const STATUS_NOTES = { stopped: "stopped", repetition: "stopped: the answer started repeating itself",
   interrupted: "interrupted: the chatbot stopped mid-answer",
   error: "failed", streaming: "still being written…" };
@@ -56,6 +57,8 @@ function renderConversation(conv) {
   });
   if (conv.model) $("#model").value = conv.model;
   $("#collection").value = conv.collection || "";
+  state.ragK = conv.rag_k || null;
+  state.think = conv.think !== false;
   markLast();
 }
 
@@ -148,7 +151,8 @@ async function send(action) {
   setBusy(true);
   setStatus("connecting…", "connecting");
   const request = { conversation_id: state.current, model: $("#model").value || null,
-    collection: $("#collection").value, ...action };
+    collection: $("#collection").value, rag_k: state.ragK, think: state.think, ...action };
+  let command = null;
   try {
     const response = await fetch("/api/chat", {
       method: "POST", headers: { "Content-Type": "application/json" },
@@ -162,6 +166,11 @@ async function send(action) {
         wrap.dataset.id = ev.data.answer_id;
         history.replaceState(null, "", "#" + ev.data.id);
         if (fresh) { $("#conv-bar").hidden = false; $("#conv-title").textContent = ev.data.title; loadSidebar().catch(() => {}); }
+      } else if (ev.event === "command") {
+        command = ev.data;
+        answer = command.text;
+        wrap.classList.add("command");
+        applyCommand(command);
       } else if (ev.event === "status" && ev.data.state === "queued") {
         setStatus("waiting in queue: position " + ev.data.position, "queued");
       } else if (ev.event === "status") {
@@ -195,6 +204,10 @@ async function send(action) {
     state.controller = null;
     setBusy(false);
   }
+  if (command) {  // answered here, not stored: the chat stays as it is on screen
+    if (command.action === "reset") startNewChat("new chat");
+    return;
+  }
   // The stored ids (for edit) and the new order of the sidebar.
   if (state.current) {
     for (let i = 0; i < 20; i++) {  // a stopped answer is stored a moment after Stop
@@ -206,6 +219,58 @@ async function send(action) {
     highlightCurrent();
     await loadSidebar().catch(() => {});
   }
+}
+
+// What a command changed: the pickers and the choices sent with the next message.
+function applyCommand(command) {
+  const st = command.state || {};
+  const select = $("#model");
+  if (st.model && ![...select.options].some((o) => o.value === st.model)) {
+    const o = el("option", "", st.model); o.value = st.model; select.appendChild(o);
+  }
+  if (st.model) select.value = st.model;
+  const cols = $("#collection");
+  if (st.collection && ![...cols.options].some((o) => o.value === st.collection)) {
+    const o = el("option", "", st.collection); o.value = st.collection; cols.appendChild(o);
+  }
+  cols.value = st.collection || "";
+  state.ragK = st.rag_k || null;
+  state.think = st.think !== false;
+  document.body.classList.toggle("hide-thinking", !state.think);
+}
+
+function startNewChat(note) {
+  if (state.controller) state.controller.abort();
+  renderConversation(null);
+  history.replaceState(null, "", "/");
+  highlightCurrent();
+  state.ragK = null;
+  setStatus(note, "");
+}
+
+// The hint list under the box while it holds the start of a command.
+function showHints() {
+  const text = $("#input").value;
+  const ul = $("#command-hints");
+  const word = text.split(/\s/)[0].toLowerCase();
+  const named = /\s/.test(text);  // past the name: the hints of that command only
+  const matches = text.startsWith("/") && !text.includes("\n") ? state.commands.filter((c) =>
+    named ? c.usage.split(" ")[0] === word : c.usage.startsWith(word)) : [];
+  ul.replaceChildren();
+  matches.forEach((c) => {
+    const li = el("li");
+    li.setAttribute("role", "option");
+    li.appendChild(el("code", "", c.usage));
+    li.appendChild(document.createTextNode(c.description));
+    li.addEventListener("mousedown", (e) => {
+      e.preventDefault();
+      $("#input").value = c.usage.split(" ")[0] + (c.usage.includes(" ") ? " " : "");
+      $("#input").focus();
+      showHints();
+    });
+    ul.appendChild(li);
+  });
+  ul.hidden = !matches.length;
 }
 
 async function loadPickers(me) {
@@ -244,19 +309,17 @@ async function init() {
     const text = $("#input").value.trim();
     if (!text || state.busy) return;
     $("#input").value = "";
+    $("#command-hints").hidden = true;
     send({ message: text });
   });
   $("#input").addEventListener("keydown", (e) => {
     if (e.key === "Enter" && !e.shiftKey) { e.preventDefault(); $("#composer").requestSubmit(); }
   });
   $("#stop").addEventListener("click", () => { if (state.controller) state.controller.abort(); });
-  $("#new-chat").addEventListener("click", () => {
-    if (state.controller) state.controller.abort();
-    renderConversation(null);
-    history.replaceState(null, "", "/");
-    highlightCurrent();
-    setStatus("new chat", "");
-  });
+  $("#new-chat").addEventListener("click", () => startNewChat("new chat"));
+  $("#input").addEventListener("input", showHints);
+  $("#input").addEventListener("blur", () => { $("#command-hints").hidden = true; });
+  api("GET", "/api/commands").then((r) => { state.commands = r.data; }).catch(() => {});
   $("#search").addEventListener("input", () => {
     clearTimeout(state.searchTimer);
     state.searchTimer = setTimeout(() => loadSidebar().catch(showError), 200);

@@ -49,6 +49,42 @@ async function loadUsers(me) {
   });
 }
 
+// The admin's prompts: a text box each, its placeholders and default, Save and Reset.
+async function loadPrompts() {
+  const list = await api("GET", "/api/admin/prompts");
+  const box = $("#prompt-list");
+  box.replaceChildren();
+  list.data.forEach((p) => {
+    const form = el("form", "prompt");
+    form.dataset.name = p.name;
+    form.appendChild(el("h3", "", p.title + (p.edited ? " (edited)" : " (default)")));
+    form.appendChild(el("p", "placeholders", "Placeholders: " + p.placeholders.join(" ")));
+    const area = el("textarea", "prompt-text");
+    area.value = p.text;
+    area.rows = 4;
+    area.setAttribute("aria-label", p.title);
+    form.appendChild(area);
+    const details = el("details", "default");
+    details.appendChild(el("summary", "", "Default"));
+    details.appendChild(el("pre", "", p.default));
+    form.appendChild(details);
+    form.appendChild(button("Save", "save", async () => {
+      try {
+        await api("PUT", "/api/admin/prompts/" + p.name, { text: area.value });
+        setStatus(p.title + " saved", "");
+        await loadPrompts();
+      } catch (err) { setStatus("Error: " + err.message, "error"); }
+    }));
+    form.appendChild(button("Reset to default", "reset", async () => {
+      await api("DELETE", "/api/admin/prompts/" + p.name);
+      setStatus(p.title + " reset", "");
+      await loadPrompts();
+    }));
+    form.addEventListener("submit", (e) => e.preventDefault());
+    box.appendChild(form);
+  });
+}
+
 async function init() {
   const me = await showUser();
   $("#base-url").textContent = location.origin + "/v1";
@@ -63,6 +99,10 @@ async function init() {
       await loadKeys();
     } catch (err) { setStatus("Error: " + err.message, "error"); }
   });
+  if (me.user.is_admin) {
+    $("#prompts").hidden = false;
+    await loadPrompts();
+  }
   if (!me.user.is_admin || !me.accounts) return;
   $("#admin").hidden = false;
   const settings = await api("GET", "/api/admin/settings");

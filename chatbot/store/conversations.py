@@ -144,6 +144,7 @@ class Begun:
     answer_id: int
     model: str
     collection: str | None
+    options: dict[str, Any]  # the conversation's choices (rag_k, think)
 
 
 def _take_lease(s: Session, conv: Conversation, lease_s: float) -> None:
@@ -160,13 +161,15 @@ def _take_lease(s: Session, conv: Conversation, lease_s: float) -> None:
 
 def begin_turn(s: Session, user_id: int, conversation_id: str | None, text: str | None, *,
                model: str, collection: str | None, edit_id: int | None = None,
-               lease_s: float, max_messages: int) -> Begun:
+               lease_s: float, max_messages: int,
+               options: dict[str, Any] | None = None) -> Begun:
     """Store the question (new, edited, or the last one again) and an empty answer.
 
     Args:
         conversation_id: None starts a new conversation.
         text: the question; None regenerates the answer to the last question.
         edit_id: a user message to replace; everything from it on is removed.
+        options: choices to keep with the conversation (merged into its options).
     """
     if conversation_id is None:
         conv = create(s, user_id, model, collection, title_from(text or ""))
@@ -212,6 +215,8 @@ def begin_turn(s: Session, user_id: int, conversation_id: str | None, text: str 
     s.add(answer)
     conv.updated_at = t
     conv.model, conv.collection = model, collection
+    if options:
+        conv.options = {**(conv.options or {}), **options}  # a new dict: JSON is not tracked
     s.flush()
     if removed:
         reindex(s, conv)
@@ -220,7 +225,7 @@ def begin_turn(s: Session, user_id: int, conversation_id: str | None, text: str 
     history = [{"role": m.role, "content": m.content} for m in kept if m.content]
     if not regenerate:
         history.append({"role": "user", "content": text})
-    return Begun(conv, history, text, answer.id, model, collection)
+    return Begun(conv, history, text, answer.id, model, collection, dict(conv.options or {}))
 
 
 def save_partial(s: Session, conversation_id: str, answer_id: int, content: str,

@@ -122,3 +122,13 @@ class SearchWord(Base):
                                                                "postgresql"), primary_key=True)
     user_id: Mapped[int] = mapped_column(Integer)
     __table_args__ = (Index("ix_search_words_user_word", "user_id", "word"),)
+
+
+class Prompt(Base):
+    """A prompt the admin edited (system, documents, link); absent means the default."""
+
+    __tablename__ = "prompts"
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    text: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[float] = mapped_column(Float, default=now)
+    updated_by: Mapped[str | None] = mapped_column(String(64), nullable=True)

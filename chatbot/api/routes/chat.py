@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -11,7 +12,7 @@ from sse_starlette import EventSourceResponse
 from services.errors import APIError
 
 from ... import chat as engine
-from ... import pipeline
+from ... import commands, pipeline
 from ...store import conversations as repo
 from ..deps import DbDep, LLMDep, RagDep, SettingsDep, UserDep
 
@@ -27,6 +28,10 @@ class ChatIn(BaseModel):
     regenerate: bool = Field(False, description="Answer the last question again.")
     model: str | None = Field(None, max_length=200)
     collection: str | None = Field(None, max_length=200, description="Empty string: none.")
+    rag_k: int | None = Field(None, ge=1, le=commands.MAX_K,
+                              description="Chunks a question (a new chat; set by /rag).")
+    think: bool | None = Field(None, description="Show a thinking model's reasoning (a new "
+                                                 "chat; set by /think).")
 
     @model_validator(mode="after")
     def _one_action(self) -> ChatIn:
@@ -35,6 +40,13 @@ class ChatIn(BaseModel):
         if (self.edit is not None or self.regenerate) and self.conversation_id is None:
             raise ValueError("edit and regenerate need a conversation_id")
         return self
+
+
+@router.get("/commands")
+async def command_list(_: UserDep) -> dict[str, Any]:
+    """The chat commands, for the hint list under the message box."""
+    return {"data": [{"usage": usage, "description": what}
+                     for usage, what in commands.COMMANDS]}
 
 
 @router.get("/models")
@@ -51,14 +63,41 @@ async def chat(body: ChatIn, request: Request, user: UserDep, settings: Settings
         raise APIError(413, f"The message is longer than {settings.max_message_chars} "
                             "characters.", code="message_too_long", param="message")
     model, collection = body.model, body.collection
+    options = {k: v for k, v in (("rag_k", body.rag_k), ("think", body.think)) if v is not None}
     if body.conversation_id is not None:
         conv = await db.run(lambda s: repo.get(s, user.id, body.conversation_id or ""))
         if conv is None:
             raise APIError(404, "No such conversation.", code="conversation_not_found")
         model = model or conv.model
         collection = conv.collection if collection is None else collection
+        options = {**(conv.options or {}), **options}
+    if body.edit is None and commands.is_command(body.message):
+        state = commands.State(model or settings.default_model, collection or None,
+                               int(options.get("rag_k") or settings.rag_k),
+                               bool(options.get("think", True)))
+        outcome = await commands.run(body.message or "", state, llm, rag)
+        if outcome.changed and body.conversation_id is not None:
+            new = outcome.state
+            await db.run(lambda s: _store_state(s, user.id, body.conversation_id or "", new))
+        return EventSourceResponse(_command_events(outcome))
     pipeline.admit(llm)  # a full queue or no model server: a plain 429/503, nothing taken
     turn = engine.TurnRequest(user.id, body.conversation_id, body.message, body.edit,
-                              model or settings.default_model, collection or None)
+                              model or settings.default_model, collection or None,
+                              {k: options[k] for k in ("rag_k", "think") if k in options})
     return EventSourceResponse(pipeline.detached(engine.run_turn(turn, settings, db, llm, rag)),
                                ping=10, send_timeout=settings.stream_idle_s)
+
+
+def _store_state(s: Any, user_id: int, conversation_id: str, state: commands.State) -> None:
+    conv = repo.get(s, user_id, conversation_id)
+    if conv is not None:
+        repo.update_fields(s, conv, model=state.model, collection=state.collection,
+                           options={**(conv.options or {}), "rag_k": state.rag_k,
+                                    "think": state.think})
+
+
+async def _command_events(outcome: commands.Outcome) -> AsyncIterator[dict[str, str]]:
+    """A command's answer as the chat's SSE events: one `command` event, then done."""
+    yield engine.event("command", {"command": outcome.command, "text": outcome.text,
+                                   "action": outcome.action, "state": outcome.state.view()})
+    yield engine.event("done", {"finish_reason": "command"})

@@ -28,7 +28,8 @@ class ConversationPatch(BaseModel):
 
 def summary(conv: Conversation) -> dict[str, Any]:
     return {"id": conv.id, "title": conv.title, "model": conv.model,
-            "collection": conv.collection, "created_at": conv.created_at,
+            "collection": conv.collection, "rag_k": (conv.options or {}).get("rag_k"),
+            "think": (conv.options or {}).get("think", True), "created_at": conv.created_at,
             "updated_at": conv.updated_at}
 
 

@@ -5,15 +5,17 @@ Keys: the service key (CHATBOT_API_KEY) or a user's personal key.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse
 from sse_starlette import EventSourceResponse
 
-from ... import gateway, pipeline
+from ... import commands, gateway, pipeline, templates
 from ...auth import require_gateway_key
-from ..deps import LLMDep, RagDep, SettingsDep
+from ...store import prompts as stored_prompts
+from ..deps import DbDep, LLMDep, RagDep, SettingsDep
 
 router = APIRouter(prefix="/v1", tags=["openai"], dependencies=[Depends(require_gateway_key)])
 
@@ -25,8 +27,18 @@ async def models(llm: LLMDep) -> dict[str, Any]:
 
 
 async def _answer(req: gateway.ChatRequest | gateway.CompletionRequest, settings: SettingsDep,
-                  llm: LLMDep, rag: RagDep) -> JSONResponse | EventSourceResponse:
-    prepared = await gateway.prepare(req, settings, rag)
+                  llm: LLMDep, rag: RagDep, db: DbDep) -> JSONResponse | EventSourceResponse:
+    command = gateway.command_of(req)
+    if command is not None and isinstance(req, gateway.ChatRequest):
+        outcome = await commands.run(command, gateway.command_state(req, settings), llm, rag)
+        reply = gateway.command_reply(outcome, req.stream)
+        if isinstance(reply, dict):
+            return JSONResponse(reply)
+        return EventSourceResponse(_sent(reply), ping=10)
+    intro = None
+    if req.collection_list():  # the admin's document-answer prompt, from this request on
+        intro = templates.render("documents", await db.run(stored_prompts.edited), settings)
+    prepared = await gateway.prepare(req, settings, rag, intro)
     if not req.stream:
         return JSONResponse(await gateway.complete(llm, prepared))
     pipeline.admit(llm)
@@ -36,13 +48,18 @@ async def _answer(req: gateway.ChatRequest | gateway.CompletionRequest, settings
 
 @router.post("/chat/completions", response_model=None)
 async def chat_completions(req: gateway.ChatRequest, settings: SettingsDep, llm: LLMDep,
-                           rag: RagDep) -> JSONResponse | EventSourceResponse:
+                           rag: RagDep, db: DbDep) -> JSONResponse | EventSourceResponse:
     """Chat completion (stream or not); `collection(s)` adds sources from rag."""
-    return await _answer(req, settings, llm, rag)
+    return await _answer(req, settings, llm, rag, db)
 
 
 @router.post("/completions", response_model=None)
 async def completions(req: gateway.CompletionRequest, settings: SettingsDep, llm: LLMDep,
-                      rag: RagDep) -> JSONResponse | EventSourceResponse:
+                      rag: RagDep, db: DbDep) -> JSONResponse | EventSourceResponse:
     """Text completion (stream or not), as llmserver serves it."""
-    return await _answer(req, settings, llm, rag)
+    return await _answer(req, settings, llm, rag, db)
+
+
+async def _sent(lines: list[str]) -> AsyncIterator[dict[str, str]]:
+    for data in lines:
+        yield {"data": data}
