@@ -17,7 +17,7 @@ from typing import Any
 
 from services.errors import APIError
 
-from . import pipeline, templates
+from . import links, pipeline, templates
 from .config import Settings
 from .history import trim
 from .llm import LLMClient, sse_json
@@ -72,17 +72,30 @@ async def run_turn(req: TurnRequest, settings: Settings, db: Database, llm: LLMC
             text = "".join(parts)
             await db.run(lambda s: conversations.save_partial(s, cid, answer_id, text, lease))
 
+    page: links.Page | None = None
     try:
-        collections = [begun.collection] if begun.collection else []
-        k = int(begun.options.get("rag_k") or settings.rag_k)
-        results = await pipeline.retrieve(rag, begun.question, collections, k, prepared)
-        for notice in prepared.notices:
-            yield event("notice", notice)
         edited = await db.run(stored_prompts.edited)  # the admin's, from this turn on
         content = templates.render("system", edited, settings)
-        if results:
-            content += "\n\n" + sources_block(results, templates.render("documents", edited,
-                                                                          settings))
+        url = links.link_in(begun.question)
+        if url:  # a link to summarize: the page instead of the documents
+            yield event("status", {"state": "fetching", "url": url})
+            page = await links.fetch_page(url, settings)
+            content += "\n\n" + links.page_block(page, templates.render(
+                "link", edited, settings, url=page.url))
+            if page.truncated:
+                notice = {"code": "page_truncated", "message": f"Only the first "
+                          f"{settings.link_max_chars} characters of the page were read."}
+                prepared.notices.append(notice)
+                yield event("notice", notice)
+        else:
+            collections = [begun.collection] if begun.collection else []
+            k = int(begun.options.get("rag_k") or settings.rag_k)
+            results = await pipeline.retrieve(rag, begun.question, collections, k, prepared)
+            for notice in prepared.notices:
+                yield event("notice", notice)
+            if results:
+                content += "\n\n" + sources_block(results, templates.render(
+                    "documents", edited, settings))
         system = {"role": "system", "content": content}
 
         async def count(messages: list[dict]) -> tuple[int, int]:
@@ -116,10 +129,16 @@ async def run_turn(req: TurnRequest, settings: Settings, db: Database, llm: LLMC
                     parts.append(text)
                     yield event("token", {"text": text})
             await heartbeat()
+        if page is not None and page.url not in "".join(parts):  # the summary cites its page
+            cite = f"\n\nSource: {page.url}"
+            parts.append(cite)
+            yield event("token", {"text": cite})
         cleaned, extra = pipeline.checked(prepared, "".join(parts))
         parts = [cleaned]
         meta = {"finish_reason": finish_reason, "notices": prepared.notices,
                 "invalid_citations": extra.get("invalid_citations", [])}
+        if page is not None:
+            meta["link"] = {"url": page.url, "kind": page.kind, "truncated": page.truncated}
         if prepared.sources:
             yield event("sources", {"sources": extra["sources"],
                                     "cited": [s["n"] for s in extra["sources"] if s["cited"]],

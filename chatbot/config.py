@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from services.config import ServiceSettings, default_data_dir
@@ -96,7 +97,25 @@ class Settings(ServiceSettings):
     loop_min_chars: int = Field(48, ge=1, le=20_000, description="Shortest repeated span (passage "
                                 "x times) the loop guard acts on, so a short refrain is left "
                                 "alone.")
+    fetch_allow: str = Field("", description="Comma list of networks (CIDR) a chat link may "
+                             "point at although loopback, link-local or private, e.g. "
+                             "10.0.0.0/8 for an intranet; empty: public addresses only.")
+    fetch_max_bytes: int = Field(2_000_000, ge=1024, description="Largest page a chat link "
+                                 "fetches; larger ones are cut off and not summarized.")
+    fetch_timeout_s: float = Field(10.0, gt=0, le=120, description="Seconds a chat link's "
+                                   "whole fetch may take (every redirect included).")
+    fetch_max_redirects: int = Field(5, ge=0, le=20, description="Redirects a chat link "
+                                     "may follow.")
+    link_max_chars: int = Field(4000, ge=200, description="Characters of a fetched page put "
+                                "in the prompt (the rest is left out, and the answer says so).")
     cookie_secure: bool = Field(False, description="Mark the session cookie Secure (HTTPS only).")
+
+    @field_validator("fetch_allow")
+    @classmethod
+    def _networks(cls, value: str) -> str:
+        for part in _split(value):
+            ipaddress.ip_network(part, strict=False)  # ValueError: refused at start
+        return value
 
     def loop_guard(self) -> LoopGuard:
         """A fresh loop guard for one answer."""

@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from services.errors import APIError
 
-from . import commands, pipeline
+from . import commands, links, pipeline, templates
 from .config import Settings
 from .llm import LLMClient, sse_json
 from .prompt import sources_block
@@ -60,10 +60,11 @@ def text_of(message: Message) -> str:
 
 
 async def prepare(req: ChatRequest | CompletionRequest, settings: Settings,
-                  rag: RagClient, intro: str | None = None) -> pipeline.Prepared:
-    """The upstream body, with the retrieved sources in it (after `intro`, the admin's
-    document-answer prompt) when collections are named."""
-    body = req.model_dump(exclude={"collection", "collections", "chat_tools", "rag_k", "think"}, exclude_none=True)
+                  rag: RagClient, edited: dict[str, str] | None = None) -> pipeline.Prepared:
+    """The upstream body, with the retrieved sources in it when collections are named, or
+    (for TinyLLM's chat clients) the page a link points at; `edited`: the admin's prompts."""
+    body = req.model_dump(exclude={"collection", "collections", "chat_tools", "rag_k", "think"},
+                          exclude_none=True)
     body["model"] = req.model or settings.default_model
     body.pop("stream", None)
     chat = isinstance(req, ChatRequest)
@@ -74,6 +75,16 @@ async def prepare(req: ChatRequest | CompletionRequest, settings: Settings,
         question = next((text_of(m) for m in reversed(req.messages) if m.role == "user"), "")
     else:
         question = req.prompt if isinstance(req.prompt, str) else " ".join(req.prompt)
+    url = links.link_in(question) if req.chat_tools and chat else None
+    if url:
+        page = await links.fetch_page(url, settings)
+        block = links.page_block(page, templates.render("link", edited or {}, settings,
+                                                         url=page.url))
+        at = 1 if body["messages"] and body["messages"][0].get("role") == "system" else 0
+        body["messages"].insert(at, {"role": "system", "content": block})
+        prepared.link_url = page.url
+        return prepared
+    intro = templates.render("documents", edited or {}, settings)
     results = await pipeline.retrieve(rag, question, req.collection_list(),
                                       req.rag_k or settings.rag_k, prepared)
     if results and chat:
@@ -99,6 +110,8 @@ async def complete(llm: LLMClient, prepared: pipeline.Prepared) -> dict[str, Any
         text, finish = pipeline.chunk_text(ev.data)
         parts.append(text)
         finish_reason = finish or finish_reason
+    if prepared.link_url and prepared.link_url not in "".join(parts):
+        parts.append(f"\n\nSource: {prepared.link_url}")
     content, extra = pipeline.checked(prepared, "".join(parts))
     first = first or {}
     chat = prepared.endpoint == "/chat/completions"
@@ -137,8 +150,13 @@ async def stream(llm: LLMClient, prepared: pipeline.Prepared) -> AsyncIterator[d
             if ev.kind != "chunk":
                 continue
             last = ev.data
-            if prepared.sources:  # only then is the text needed (to check citations)
+            if prepared.sources or prepared.link_url:  # the text is needed to check citations
                 parts.append(pipeline.chunk_text(ev.data)[0])
+            if prepared.link_url and pipeline.chunk_text(ev.data)[1] and \
+                    prepared.link_url not in "".join(parts):  # the summary cites its page
+                parts.append(f"\n\nSource: {prepared.link_url}")
+                yield {"data": sse_json({**ev.data, "choices": [{
+                    "index": 0, "delta": {"content": parts[-1]}, "finish_reason": None}]})}
             yield {"data": ev.raw}
         _, extra = pipeline.checked(prepared, "".join(parts))
         if extra:

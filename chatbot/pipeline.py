@@ -35,6 +35,7 @@ class Prepared:
     sources: list[dict[str, Any]] = field(default_factory=list)  # public, numbered
     notices: list[dict[str, Any]] = field(default_factory=list)
     guard: LoopGuard | None = None  # the gateway's, when its client asks for one
+    link_url: str | None = None  # the page a link summary must cite
 
 
 @dataclass

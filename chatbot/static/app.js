@@ -173,6 +173,8 @@ async function send(action) {
         applyCommand(command);
       } else if (ev.event === "status" && ev.data.state === "queued") {
         setStatus("waiting in queue: position " + ev.data.position, "queued");
+      } else if (ev.event === "status" && ev.data.state === "fetching") {
+        setStatus("reading " + ev.data.url + "…", "connecting");
       } else if (ev.event === "status") {
         setStatus("generating…", "generating");
       } else if (ev.event === "notice") {

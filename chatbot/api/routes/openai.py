@@ -12,7 +12,7 @@ from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse
 from sse_starlette import EventSourceResponse
 
-from ... import commands, gateway, pipeline, templates
+from ... import commands, gateway, pipeline
 from ...auth import require_gateway_key
 from ...store import prompts as stored_prompts
 from ..deps import DbDep, LLMDep, RagDep, SettingsDep
@@ -35,10 +35,10 @@ async def _answer(req: gateway.ChatRequest | gateway.CompletionRequest, settings
         if isinstance(reply, dict):
             return JSONResponse(reply)
         return EventSourceResponse(_sent(reply), ping=10)
-    intro = None
-    if req.collection_list():  # the admin's document-answer prompt, from this request on
-        intro = templates.render("documents", await db.run(stored_prompts.edited), settings)
-    prepared = await gateway.prepare(req, settings, rag, intro)
+    edited = None  # the admin's prompts, from this request on
+    if req.collection_list() or req.chat_tools:
+        edited = await db.run(stored_prompts.edited)
+    prepared = await gateway.prepare(req, settings, rag, edited)
     if not req.stream:
         return JSONResponse(await gateway.complete(llm, prepared))
     pipeline.admit(llm)
