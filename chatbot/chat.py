@@ -26,6 +26,7 @@ from .rag_client import RagClient
 from .store import conversations
 from .store import prompts as stored_prompts
 from .store.db import Database
+from .thinking import ThinkSplitter
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +74,9 @@ async def run_turn(req: TurnRequest, settings: Settings, db: Database, llm: LLMC
             await db.run(lambda s: conversations.save_partial(s, cid, answer_id, text, lease))
 
     page: links.Page | None = None
+    # A thinking model's reasoning: its own events (unless /think off), stored apart.
+    splitter = ThinkSplitter()
+    show_thinking = begun.options.get("think", True) is not False
     try:
         edited = await db.run(stored_prompts.edited)  # the admin's, from this turn on
         content = templates.render("system", edited, settings)
@@ -125,10 +129,19 @@ async def run_turn(req: TurnRequest, settings: Settings, db: Database, llm: LLMC
             else:
                 text, finish = pipeline.chunk_text(ev.data)
                 finish_reason = finish or finish_reason
-                if text:
-                    parts.append(text)
-                    yield event("token", {"text": text})
+                for kind, piece in splitter.feed(text):
+                    if kind == "answer":
+                        parts.append(piece)
+                        yield event("token", {"text": piece})
+                    elif show_thinking:
+                        yield event("thinking", {"text": piece})
             await heartbeat()
+        for kind, piece in splitter.flush():
+            if kind == "answer":
+                parts.append(piece)
+                yield event("token", {"text": piece})
+            elif show_thinking:
+                yield event("thinking", {"text": piece})
         if page is not None and page.url not in "".join(parts):  # the summary cites its page
             cite = f"\n\nSource: {page.url}"
             parts.append(cite)
@@ -152,5 +165,7 @@ async def run_turn(req: TurnRequest, settings: Settings, db: Database, llm: LLMC
     finally:
         # Also when cancelled (Stop): the write runs in the database thread to its end.
         text = "".join(parts)
+        if splitter.thinking:
+            meta = {**meta, "thinking": "".join(splitter.thinking)}
         await asyncio.shield(db.run(lambda s: conversations.finish_turn(
             s, cid, answer_id, text, status, prepared.sources or None, meta)))

@@ -15,6 +15,8 @@ from typing import Any, TextIO
 
 import openai
 
+from .thinking import ThinkSplitter
+
 log = logging.getLogger(__name__)
 DEFAULT_URL = "http://127.0.0.1:5000/v1"
 
@@ -78,6 +80,17 @@ def answer(client: openai.OpenAI, args: argparse.Namespace, messages: list[Any],
            out: TextIO) -> str:
     """Stream one answer to `out`; Ctrl-C ends it early and keeps what arrived."""
     parts: list[str] = []
+    splitter = ThinkSplitter()
+
+    def show(pieces: list[tuple[str, str]]) -> None:
+        for kind, text in pieces:
+            if kind == "answer":
+                parts.append(text)
+            elif not getattr(args, "think", True):  # /think off
+                continue
+            out.write(text if kind == "answer" else f"\x1b[2m{text}\x1b[0m")  # reasoning: dim
+        out.flush()
+
     stream: Any = client.chat.completions.create(model=args.model, messages=messages, stream=True,
                                             temperature=args.temperature,
                                             max_tokens=args.max_tokens, extra_body=tools(args))
@@ -86,17 +99,15 @@ def answer(client: openai.OpenAI, args: argparse.Namespace, messages: list[Any],
             if (chunk.model_extra or {}).get("stop_reason") == "repetition":
                 out.write(" [stopped: the answer started repeating itself]")
             for choice in chunk.choices:
-                text = choice.delta.content or ""
-                parts.append(text)
-                out.write(text)
-                out.flush()
+                show(splitter.feed(choice.delta.content or ""))
+        show(splitter.flush())
     except KeyboardInterrupt:
         out.write(" [stopped]")
     finally:
         stream.close()  # closing the connection frees the model on the server
         out.write("\n")
         out.flush()
-    return "".join(parts)
+    return "".join(parts)  # the answer only: a model's reasoning is not kept in memory
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -16,6 +16,7 @@ function addMessage(m) {
   wrap.appendChild(el("div", "role", m.role === "user" ? "You" : agentName()));
   const body = el("div", "body");
   if (m.role === "user") body.textContent = m.content; else renderMarkdown(body, m.content);
+  if (m.meta && m.meta.thinking) thinkingBlock(wrap).textContent = m.meta.thinking;
   wrap.appendChild(body);
   const actions = el("div", "actions");
   actions.appendChild(button("Copy", "copy", () => copyText(wrap.dataset.text)
@@ -26,6 +27,18 @@ function addMessage(m) {
   $("#messages").appendChild(wrap);
   wrap.scrollIntoView({ block: "end" });
   return wrap;
+}
+
+// A thinking model's reasoning: a collapsed "Thinking" block above the answer (plain text).
+function thinkingBlock(wrap) {
+  let block = wrap.querySelector(".thinking");
+  if (!block) {
+    block = el("details", "thinking");
+    block.appendChild(el("summary", "", "Thinking"));
+    block.appendChild(el("div", "thinking-text"));
+    wrap.insertBefore(block, wrap.querySelector(".body"));
+  }
+  return block.querySelector(".thinking-text");
 }
 
 // Only the last answer can be regenerated.
@@ -59,6 +72,7 @@ function renderConversation(conv) {
   $("#collection").value = conv.collection || "";
   state.ragK = conv.rag_k || null;
   state.think = conv.think !== false;
+  document.body.classList.toggle("hide-thinking", !state.think);
   markLast();
 }
 
@@ -179,6 +193,9 @@ async function send(action) {
         setStatus("generating…", "generating");
       } else if (ev.event === "notice") {
         addNotice(wrap, ev.data.message, ev.data.code);
+      } else if (ev.event === "thinking") {
+        const box = thinkingBlock(wrap);
+        box.textContent += ev.data.text;
       } else if (ev.event === "token") {
         answer += ev.data.text;
         if (!frame) frame = requestAnimationFrame(() => { frame = 0; renderMarkdown(body, answer); });
