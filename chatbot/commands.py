@@ -72,7 +72,8 @@ async def _model_ids(llm: LLMClient) -> list[str]:
 
 async def _collection_names(rag: RagClient) -> list[str]:
     body = await rag.call("GET", "/collections")
-    return [str(c.get("name")) for c in body.get("data", [])]
+    return [str(c.get("name")) for c in body.get("data", [])
+            if not str(c.get("name")).lower().startswith("conv-")]  # conversations' own
 
 
 async def run(text: str, state: State, llm: LLMClient, rag: RagClient) -> Outcome:

@@ -108,6 +108,10 @@ class Settings(ServiceSettings):
                                      "may follow.")
     link_max_chars: int = Field(4000, ge=200, description="Characters of a fetched page put "
                                 "in the prompt (the rest is left out, and the answer says so).")
+    attach_inline_chars: int = Field(3000, ge=0, description="A file attached to a chat with "
+                                     "at most this many characters of text goes into the "
+                                     "prompt whole; a larger one is indexed in a rag "
+                                     "collection of that chat alone.")
     cookie_secure: bool = Field(False, description="Mark the session cookie Secure (HTTPS only).")
 
     @field_validator("fetch_allow")

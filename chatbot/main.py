@@ -14,8 +14,8 @@ from fastapi import Depends, FastAPI, Request, Response
 from services.app import base_app
 
 from .api.routes import auth as auth_routes
-from .api.routes import (chat, conversations, documents, keys, openai, ops, pages, prompts,
-                         users)
+from .api.routes import (attachments, chat, conversations, documents, keys, openai, ops, pages,
+                         prompts, users)
 from .auth import current_user, ensure_bootstrap_users
 from .config import Settings
 from .guard import BrowserGuard
@@ -32,7 +32,8 @@ CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' 
 
 
 def _is_upload(path: str) -> bool:
-    return path.startswith("/api/collections/") and path.endswith("/documents")
+    return (path.startswith("/api/collections/") and path.endswith("/documents")) or \
+        path == "/api/attachments"
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -77,8 +78,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     # Outermost: refuses foreign hosts and cross-site writes before anything reads the body.
     app.add_middleware(BrowserGuard, hosts=settings.host_list(), multipart=_is_upload)
-    for module in (ops, pages, auth_routes, chat, conversations, keys, users, prompts, openai):
+    for module in (ops, pages, auth_routes, chat, conversations, attachments, keys, users,
+                   prompts, openai):
         app.include_router(module.router)
     # The documents proxy acts with rag's key: only for a logged-in user.
-    app.include_router(documents.router, dependencies=[Depends(current_user)])
+    app.include_router(documents.router, dependencies=[
+        Depends(current_user), Depends(attachments.no_private_collection)])
     return app

@@ -56,7 +56,7 @@ function markLast() {
 function renderConversation(conv) {
   $("#messages").replaceChildren();
   $("#conv-bar").hidden = !conv;
-  if (!conv) { state.current = null; return; }
+  if (!conv) { state.current = null; showAttachments([]); return; }
   state.current = conv.id;
   $("#conv-title").textContent = conv.title;
   $("#export-md").href = "/api/conversations/" + conv.id + "/export?format=markdown";
@@ -68,6 +68,7 @@ function renderConversation(conv) {
       if (STATUS_NOTES[m.status]) addNotice(wrap, STATUS_NOTES[m.status], "muted status-" + m.status);
     }
   });
+  loadAttachments().catch(() => {});
   if (conv.model) $("#model").value = conv.model;
   $("#collection").value = conv.collection || "";
   state.ragK = conv.rag_k || null;
@@ -292,6 +293,51 @@ function showHints() {
   ul.hidden = !matches.length;
 }
 
+// Files attached to the current chat: chips above the box.
+function showAttachments(files) {
+  const ul = $("#attachments");
+  ul.replaceChildren();
+  files.forEach((f) => {
+    const li = el("li", "", f.name + (f.indexed ? " (indexed)" : ""));
+    li.title = f.chars + " characters";
+    ul.appendChild(li);
+  });
+  ul.hidden = !files.length;
+}
+
+async function loadAttachments() {
+  if (!state.current) { showAttachments([]); return; }
+  const list = await api("GET", "/api/attachments?conversation_id=" + encodeURIComponent(state.current));
+  showAttachments(list.data);
+}
+
+async function attachFile(file) {
+  if (!file || state.busy) return;
+  const form = new FormData();
+  form.append("file", file, file.name);
+  if (state.current) form.append("conversation_id", state.current);
+  setBusy(true);
+  setStatus("reading " + file.name + "…", "connecting");
+  try {
+    const response = await fetch("/api/attachments", { method: "POST", body: form });
+    const data = await response.json().catch(() => ({}));
+    if (!response.ok) throw envelopeError(response.status, data);
+    if (state.current !== data.conversation_id) {
+      state.current = data.conversation_id;
+      history.replaceState(null, "", "#" + data.conversation_id);
+      $("#conv-bar").hidden = false;
+      $("#conv-title").textContent = file.name;
+      await loadSidebar().catch(() => {});
+    }
+    await loadAttachments();
+    setStatus("attached " + data.attachment.name + (data.attachment.indexed ? " (indexed for this chat)" : ""), "");
+  } catch (err) {
+    showError(err);
+  } finally {
+    setBusy(false);
+  }
+}
+
 async function loadPickers(me) {
   try {
     const models = await api("GET", "/api/models");
@@ -336,6 +382,20 @@ async function init() {
   });
   $("#stop").addEventListener("click", () => { if (state.controller) state.controller.abort(); });
   $("#new-chat").addEventListener("click", () => startNewChat("new chat"));
+  $("#attach").addEventListener("click", () => $("#attach-file").click());
+  $("#attach-file").addEventListener("change", () => {
+    const file = $("#attach-file").files[0];
+    $("#attach-file").value = "";
+    attachFile(file);
+  });
+  const pane = document.querySelector(".pane");
+  pane.addEventListener("dragover", (e) => { e.preventDefault(); pane.classList.add("dropping"); });
+  pane.addEventListener("dragleave", () => pane.classList.remove("dropping"));
+  pane.addEventListener("drop", (e) => {
+    e.preventDefault();
+    pane.classList.remove("dropping");
+    if (e.dataTransfer && e.dataTransfer.files.length) attachFile(e.dataTransfer.files[0]);
+  });
   $("#input").addEventListener("input", showHints);
   $("#input").addEventListener("blur", () => { $("#command-hints").hidden = true; });
   api("GET", "/api/commands").then((r) => { state.commands = r.data; }).catch(() => {});

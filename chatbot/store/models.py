@@ -132,3 +132,19 @@ class Prompt(Base):
     text: Mapped[str] = mapped_column(Text)
     updated_at: Mapped[float] = mapped_column(Float, default=now)
     updated_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
+
+
+class Attachment(Base):
+    """A file attached to one conversation: its text kept here when small, or indexed in a rag
+    collection of that conversation alone (deleted with it)."""
+
+    __tablename__ = "attachments"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    conversation_id: Mapped[str] = mapped_column(
+        ForeignKey("conversations.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[str] = mapped_column(String(16))
+    chars: Mapped[int] = mapped_column(Integer)
+    text: Mapped[str | None] = mapped_column(Text, nullable=True)  # None: indexed instead
+    collection: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    created_at: Mapped[float] = mapped_column(Float, default=now)

@@ -15,6 +15,7 @@ from ... import chat as engine
 from ... import commands, pipeline
 from ...store import conversations as repo
 from ..deps import DbDep, LLMDep, RagDep, SettingsDep, UserDep
+from .attachments import refuse_private
 
 router = APIRouter(prefix="/api", tags=["chat"])
 
@@ -71,6 +72,7 @@ async def chat(body: ChatIn, request: Request, user: UserDep, settings: Settings
         model = model or conv.model
         collection = conv.collection if collection is None else collection
         options = {**(conv.options or {}), **options}
+    refuse_private(collection)  # a conversation's own files: only through that conversation
     if body.edit is None and commands.is_command(body.message):
         state = commands.State(model or settings.default_model, collection or None,
                                int(options.get("rag_k") or settings.rag_k),

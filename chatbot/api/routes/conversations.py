@@ -13,9 +13,11 @@ from pydantic import BaseModel, Field
 
 from services.errors import APIError
 
+from ...store import attachments as attached
 from ...store import conversations as repo
 from ...store.models import Conversation, Message
-from ..deps import DbDep, SettingsDep, UserDep
+from ..deps import DbDep, RagDep, SettingsDep, UserDep
+from .attachments import drop_collection
 
 router = APIRouter(prefix="/api/conversations", tags=["conversations"])
 
@@ -83,15 +85,19 @@ async def update_conversation(conversation_id: str, body: ConversationPatch, use
 
 
 @router.delete("/{conversation_id}")
-async def delete_conversation(conversation_id: str, user: UserDep, db: DbDep) -> dict[str, Any]:
-    """Delete a conversation and its messages."""
+async def delete_conversation(conversation_id: str, user: UserDep, db: DbDep,
+                              rag: RagDep) -> dict[str, Any]:
+    """Delete a conversation, its messages and its attached files (their rag collection)."""
     def remove(s):  # noqa: ANN001, ANN202
         conv = repo.get(s, user.id, conversation_id)
         if conv is None:
             raise APIError(404, "No such conversation.", code="conversation_not_found")
+        indexed = {a.collection for a in attached.of(s, conv.id) if a.collection}
         repo.delete(s, conv)
+        return indexed
 
-    await db.run(remove)
+    for collection in await db.run(remove):
+        await drop_collection(rag, collection)
     return {"deleted": conversation_id}
 
 

@@ -16,6 +16,7 @@ from ... import commands, gateway, pipeline
 from ...auth import require_gateway_key
 from ...store import prompts as stored_prompts
 from ..deps import DbDep, LLMDep, RagDep, SettingsDep
+from .attachments import refuse_private
 
 router = APIRouter(prefix="/v1", tags=["openai"], dependencies=[Depends(require_gateway_key)])
 
@@ -28,6 +29,8 @@ async def models(llm: LLMDep) -> dict[str, Any]:
 
 async def _answer(req: gateway.ChatRequest | gateway.CompletionRequest, settings: SettingsDep,
                   llm: LLMDep, rag: RagDep, db: DbDep) -> JSONResponse | EventSourceResponse:
+    for name in req.collection_list():
+        refuse_private(name)
     command = gateway.command_of(req)
     if command is not None and isinstance(req, gateway.ChatRequest):
         outcome = await commands.run(command, gateway.command_state(req, settings), llm, rag)
