@@ -76,7 +76,7 @@ class Settings(ServiceSettings):
     stream_idle_s: float = Field(30.0, gt=0, description="Drop a stream whose client has not "
                                  "read for this many seconds.")
     max_message_chars: int = Field(8000, ge=1, description="Longest user message; 413 beyond.")
-    max_messages: int = Field(200, ge=2, description="Messages per session; 400 beyond.")
+    max_messages: int = Field(200, ge=2, description="Messages per conversation; 400 beyond.")
     rag_url: str = Field("http://127.0.0.1:8001", description="Base URL of the rag service.")
     # One stack, one key: unset, rag's own RAG_API_KEY (what `tinyllm up` passes to all).
     rag_api_key: SecretStr | None = Field(

@@ -130,15 +130,5 @@ async def raw_events(response: httpx.Response) -> AsyncIterator[str]:
                        code="upstream_stream_broken") from exc
 
 
-async def deltas(response: httpx.Response) -> AsyncIterator[dict[str, Any]]:
-    """The parsed chunks of an upstream stream."""
-    async for data in raw_events(response):
-        try:
-            yield json.loads(data)
-        except ValueError as exc:
-            raise APIError(502, "llmserver sent a malformed stream chunk.",
-                           code="bad_upstream_response") from exc
-
-
 def sse_json(obj: Any) -> str:
     return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
