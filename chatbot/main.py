@@ -13,9 +13,19 @@ from fastapi import Depends, FastAPI, Request, Response
 
 from services.app import base_app
 
+from .api.routes import (
+    attachments,
+    chat,
+    conversations,
+    documents,
+    keys,
+    openai,
+    ops,
+    pages,
+    prompts,
+    users,
+)
 from .api.routes import auth as auth_routes
-from .api.routes import (attachments, chat, conversations, documents, keys, openai, ops, pages,
-                         prompts, users)
 from .auth import current_user, ensure_bootstrap_users
 from .config import Settings
 from .guard import BrowserGuard

@@ -24,7 +24,8 @@ LONG = " ".join(f"Paragraph {i}: the Quillton archive lists event number {i} in 
 @pytest.fixture(scope="module")
 def scripted() -> Iterator[tuple[ServiceProcess, dict]]:
     stats: dict = {}
-    with fake_llm("Scripted.", stats=stats) as llm, ServiceProcess("chatbot", "CHATBOT_", env=chatbot_env(
+    with fake_llm("Scripted.", stats=stats) as llm, ServiceProcess(
+            "chatbot", "CHATBOT_", env=chatbot_env(
             llm, CHATBOT_DEFAULT_MODEL="scripted")) as bot:
         yield bot, stats
 
@@ -75,9 +76,11 @@ def test_small_files_go_into_the_prompt(scripted) -> None:  # noqa: ANN001
 
 
 @pytest.mark.slow
-def test_large_files_are_indexed_for_that_conversation_only(rag_service) -> None:  # noqa: ANN001, F811
+def test_large_files_are_indexed_for_that_conversation_only(
+        rag_service) -> None:  # noqa: ANN001, F811
     stats: dict = {}
-    with fake_llm("Scripted.", stats=stats) as llm, ServiceProcess("chatbot", "CHATBOT_", env=chatbot_env(
+    with fake_llm("Scripted.", stats=stats) as llm, ServiceProcess(
+            "chatbot", "CHATBOT_", env=chatbot_env(
             llm, CHATBOT_DEFAULT_MODEL="scripted", CHATBOT_RAG_URL=rag_service.url,
             CHATBOT_ATTACH_INLINE_CHARS="500")) as bot, \
             httpx.Client(base_url=bot.url, timeout=300) as client:
@@ -101,16 +104,17 @@ DROP = """([name, text]) => {
   const transfer = new DataTransfer();
   transfer.items.add(new File([text], name, { type: "text/plain" }));
   const pane = document.querySelector(".pane");
-  pane.dispatchEvent(new DragEvent("dragover", { dataTransfer: transfer, bubbles: true, cancelable: true }));
-  pane.dispatchEvent(new DragEvent("drop", { dataTransfer: transfer, bubbles: true, cancelable: true }));
+  const init = { dataTransfer: transfer, bubbles: true, cancelable: true };
+  pane.dispatchEvent(new DragEvent("dragover", init));
+  pane.dispatchEvent(new DragEvent("drop", init));
 }"""
 
 
 @pytest.mark.slow
 @pytest.mark.browser
 @pytest.mark.parametrize("viewport", list(VIEWPORTS))
-def test_attach_by_button_and_by_drag_and_drop(scripted, chromium, viewport: str,  # noqa: ANN001, F811
-                                                tmp_path) -> None:  # noqa: ANN001
+def test_attach_by_button_and_by_drag_and_drop(
+        scripted, chromium, viewport: str, tmp_path) -> None:  # noqa: ANN001, F811
     from playwright.sync_api import expect
     bot, stats = scripted
     page = new_page(chromium, viewport)

@@ -17,7 +17,7 @@ from chatbot import commands
 from services.procs import REPO
 from tests.chatbot.conftest import answer_of, chat_events, chatbot_env, conversation_of
 from tests.chatbot.fake_llm import fake_llm
-from tests.chatbot.test_browser import chromium, new_page, send, VIEWPORTS  # noqa: F401
+from tests.chatbot.test_browser import VIEWPORTS, chromium, new_page, send  # noqa: F401
 from tests.utils.procs import ServiceProcess
 
 ANSWER = "A scripted answer."
@@ -27,7 +27,8 @@ ANSWER = "A scripted answer."
 def scripted() -> Iterator[tuple[ServiceProcess, dict]]:
     """A chatbot in front of the scripted upstream (rag down); the upstream's request log."""
     stats: dict = {}
-    with fake_llm(ANSWER, stats=stats) as llm, ServiceProcess("chatbot", "CHATBOT_", env=chatbot_env(
+    with fake_llm(ANSWER, stats=stats) as llm, ServiceProcess(
+            "chatbot", "CHATBOT_", env=chatbot_env(
             llm, CHATBOT_DEFAULT_MODEL="scripted")) as bot:
         yield bot, stats
 
@@ -139,7 +140,8 @@ def test_terminal_chat_has_the_commands(scripted) -> None:  # noqa: ANN001
 @pytest.mark.slow
 @pytest.mark.browser
 @pytest.mark.parametrize("viewport", list(VIEWPORTS))
-def test_hint_list_and_commands_in_the_page(scripted, chromium, viewport: str) -> None:  # noqa: ANN001, F811
+def test_hint_list_and_commands_in_the_page(
+        scripted, chromium, viewport: str) -> None:  # noqa: ANN001, F811
     bot, stats = scripted
     from playwright.sync_api import expect
     page = new_page(chromium, viewport)

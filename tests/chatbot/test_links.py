@@ -47,7 +47,8 @@ def sites() -> Iterator[tuple[Web, Web]]:
 @pytest.fixture(scope="module")
 def bot(sites) -> Iterator[tuple[ServiceProcess, dict]]:  # noqa: ANN001
     stats: dict = {}
-    with fake_llm(SUMMARY, stats=stats) as llm, ServiceProcess("chatbot", "CHATBOT_", env=chatbot_env(
+    with fake_llm(SUMMARY, stats=stats) as llm, ServiceProcess(
+            "chatbot", "CHATBOT_", env=chatbot_env(
             llm, CHATBOT_FETCH_ALLOW=f"{ALLOWED}/32", CHATBOT_FETCH_MAX_BYTES="1000000",
             CHATBOT_FETCH_TIMEOUT_S="3", CHATBOT_DEFAULT_MODEL="scripted")) as proc:
         yield proc, stats
@@ -130,8 +131,8 @@ def test_ssrf_attempts_are_refused(bot, sites, target: str) -> None:  # noqa: AN
     ("/loop", 502, "fetch_too_many_redirects", "redirects more than 5 times"),
     ("/missing", 502, "fetch_status", "answered HTTP 404"),
 ])
-def test_bad_pages_are_cut_off_with_a_clear_message(bot, sites, path: str, status: int,  # noqa: ANN001
-                                                    code: str, words: str) -> None:
+def test_bad_pages_are_cut_off_with_a_clear_message(
+        bot, sites, path: str, status: int, code: str, words: str) -> None:  # noqa: ANN001
     proc, _ = bot
     url = sites[0].url + path
     with httpx.Client(base_url=proc.url, timeout=60) as client:
@@ -143,7 +144,8 @@ def test_bad_pages_are_cut_off_with_a_clear_message(bot, sites, path: str, statu
         assert msg["status"] == "error" and msg["meta"]["error"]["code"] == code
 
 
-def test_dns_is_resolved_once_and_the_checked_address_is_used(sites, monkeypatch) -> None:  # noqa: ANN001
+def test_dns_is_resolved_once_and_the_checked_address_is_used(
+        sites, monkeypatch) -> None:  # noqa: ANN001
     """A rebinding name: public-looking first (allowed), loopback on every later lookup."""
     allowed, inner = sites
     answers = [ALLOWED, "127.0.0.1", "127.0.0.1"]
@@ -202,7 +204,7 @@ def test_gateway_and_terminal_summarize_links_for_tinyllm_chat(bot, sites) -> No
     child.sendline(url)
     child.expect_exact(f"Source: {url}")
     child.expect_exact("you> ")
-    child.sendline(f"summarize http://169.254.169.254/latest/meta-data/")
+    child.sendline("summarize http://169.254.169.254/latest/meta-data/")
     child.expect_exact("error: the server answered 403: Fetching 169.254.169.254 is not allowed")
     child.expect_exact("you> ")
     child.sendline("")

@@ -65,7 +65,8 @@ def test_prompts_table_comes_from_a_migration(db_url: str) -> None:
 @pytest.fixture(scope="module")
 def scripted() -> Iterator[tuple[ServiceProcess, dict]]:
     stats: dict = {}
-    with fake_llm("Scripted.", stats=stats) as llm, ServiceProcess("chatbot", "CHATBOT_", env=chatbot_env(
+    with fake_llm("Scripted.", stats=stats) as llm, ServiceProcess(
+            "chatbot", "CHATBOT_", env=chatbot_env(
             llm, CHATBOT_AUTH="accounts", CHATBOT_ADMIN_USER="admin",
             CHATBOT_ADMIN_PASSWORD=PASSWORD, CHATBOT_AGENT_NAME="Ada")) as bot:
         yield bot, stats
@@ -122,7 +123,8 @@ def test_admin_edits_and_resets_the_system_prompt(scripted) -> None:  # noqa: AN
 @pytest.mark.slow
 @pytest.mark.browser
 @pytest.mark.parametrize("viewport", list(VIEWPORTS))
-def test_settings_page_edits_prompts(scripted, chromium, viewport: str) -> None:  # noqa: ANN001, F811
+def test_settings_page_edits_prompts(
+        scripted, chromium, viewport: str) -> None:  # noqa: ANN001, F811
     from playwright.sync_api import expect
     bot, stats = scripted
     page = new_page(chromium, viewport)
