@@ -1,9 +1,13 @@
-"""The chatbot gateway against llmserver direct: same prompts, same server, one run.
+"""The chatbot against llmserver direct, and the chatbot's database, in one run.
 
-Part 1 alternates single streams between the two paths and reports the time to first token
-the gateway adds and its decode tokens/s ratio. Part 2 runs 1, 2, 4 and 8 concurrent users
-through each path: aggregate tokens/s, time to first token p50/p95, errors and truncated
-streams (a stream without finish_reason and [DONE]).
+1. The gateway (:5000) against llmserver direct (:8000), same prompts, same server: with
+   llama.cpp on its default thread count (all cores, as shipped) first, then on 1 thread.
+   Single streams alternate between the paths (time to first token added, decode ratio);
+   concurrent users (1..8) are repeated cells, reported with their spread.
+2. The database's cost per browser chat turn: time to first token of `/api/chat` with the
+   conversation stored in SQLite on disk against SQLite in memory, at 1 and 8 users; and the
+   turn's own database writes measured in-process.
+3. The sidebar's list and search at 10,000 conversations of 20 messages on SQLite (p50/p99).
 """
 
 from __future__ import annotations
@@ -25,15 +29,19 @@ PROMPT = ("Here are some notes about the history of computing: Charles Babbage d
           "computation. Write a long, detailed essay on this history.")
 MAX_TOKENS = 96
 USERS = [1, 2, 4, 8]
-# One llama.cpp thread leaves a core for the gateway and the client: on 2 cores, two spinning
-# llama.cpp threads make any other process's wake-up stall decoding, drowning what we measure.
-LLM_THREADS = 1
+# None: llama.cpp's default (all cores), what ships. 1: leaves a core for the gateway and the
+# client, the fairer race on 2 cores, where spinning llama.cpp threads stall every wake-up.
+THREADS: list[int | None] = [None, 1]
+TTFT_TARGET_MS = 5.0
+DB_TARGET_MS = 5.0
+LIST_TARGET_MS = 50.0
 
 
-def stream_once(client: httpx.Client, base: str, prompt: str) -> dict[str, Any]:
+def stream_once(client: httpx.Client, base: str, prompt: str,
+                max_tokens: int = MAX_TOKENS) -> dict[str, Any]:
     """One streamed chat completion; times in seconds, tokens = content chunks."""
     body = {"model": DEFAULT_MODEL, "messages": [{"role": "user", "content": prompt}],
-            "max_tokens": MAX_TOKENS, "temperature": 0, "stream": True}
+            "max_tokens": max_tokens, "temperature": 0, "stream": True}
     start = time.perf_counter()
     first = last = None
     tokens, finish, done, error = 0, None, False, None
@@ -69,12 +77,13 @@ def stream_once(client: httpx.Client, base: str, prompt: str) -> dict[str, Any]:
             "error": error, "truncated": not ok and error is None}
 
 
-def concurrent_run(base: str, users: int, tag: str) -> dict[str, Any]:
+def concurrent_run(base: str, users: int, tag: str,
+                   max_tokens: int = MAX_TOKENS) -> dict[str, Any]:
     with concurrent.futures.ThreadPoolExecutor(users) as pool:
         clients = [httpx.Client(timeout=600) for _ in range(users)]
         start = time.perf_counter()
         results = list(pool.map(lambda i: stream_once(clients[i], base,
-                                                      f"[{tag} user {i}] {PROMPT}"),
+                                                      f"[{tag} user {i}] {PROMPT}", max_tokens),
                                 range(users)))
         wall = time.perf_counter() - start
         for c in clients:
@@ -93,108 +102,212 @@ def _pct(values: list[float], q: int) -> float:
     return values[k]
 
 
-def run(out_dir: Path, quick: bool = False) -> str:
-    rounds = 4 if quick else 10
-    env = {"LLMSERVER_QUEUE_SIZE": "16", "LLMSERVER_N_CTX": "2048",
-           "LLMSERVER_N_THREADS": str(LLM_THREADS)}
+def spread(values: list[float], fmt: str = "{:.1f}") -> str:
+    """min / median / max"""
+    if not values:
+        return "n/a"
+    return " / ".join(fmt.format(v) for v in (min(values), statistics.median(values),
+                                              max(values)))
+
+
+def gateway_side(threads: int | None, rounds: int, users: list[int], repeats: int,
+                 max_tokens: int) -> dict[str, Any]:
+    """Part 1 for one llama.cpp thread count."""
+    env = {"LLMSERVER_QUEUE_SIZE": "16", "LLMSERVER_N_CTX": "2048"}
+    if threads is not None:
+        env["LLMSERVER_N_THREADS"] = str(threads)
     with ServiceProcess("llmserver", "LLMSERVER_", env=env) as llm, \
             ServiceProcess("chatbot", "CHATBOT_", env={
                 "CHATBOT_LLM_URLS": llm.url + "/v1", "CHATBOT_QUEUE_SIZE": "32",
-                "CHATBOT_RAG_URL": "http://127.0.0.1:9"}) as bot, \
+                "CHATBOT_RAG_URL": "http://127.0.0.1:9", "CHATBOT_AUTH": "none",
+                "CHATBOT_DATABASE_URL": "sqlite://"}) as bot, \
             httpx.Client(timeout=600) as client:
         paths = {"direct": llm.url, "gateway": bot.url}
         for base in paths.values():  # warm-up, not counted
-            stream_once(client, base, "warm " + PROMPT)
-        hop: dict[str, list[float]] = {name: [] for name in paths}
-        for _ in range(20 if quick else 60):  # the hop alone, no model noise
-            for name, base in paths.items():
-                start = time.perf_counter()
-                client.get(base + "/v1/models").raise_for_status()
-                hop[name].append(time.perf_counter() - start)
+            stream_once(client, base, "warm " + PROMPT, max_tokens)
         single: dict[str, list[dict[str, Any]]] = {"direct": [], "gateway": []}
         for i in range(rounds):
             order = list(paths.items()) if i % 2 == 0 else list(paths.items())[::-1]
             for name, base in order:
-                # A different first token per request, so llama.cpp's prompt cache never helps.
-                single[name].append(stream_once(client, base, f"[{i} {name}] {PROMPT}"))
-        conc: dict[str, list[dict[str, Any]]] = {"direct": [], "gateway": []}
-        for j, n in enumerate(USERS):  # interleaved, so both paths meet the same noise
-            order = list(paths.items()) if j % 2 == 0 else list(paths.items())[::-1]
-            for name, base in order:
-                conc[name].append(concurrent_run(base, n, f"{name}{n}"))
-    return _report(single, conc, hop, rounds, out_dir)
+                # The same prompt on both sides (unique per round, so no prompt cache helps).
+                single[name].append(stream_once(client, base, f"[round {i}] {PROMPT}",
+                                                max_tokens))
+        conc: dict[str, dict[int, list[dict[str, Any]]]] = {"direct": {}, "gateway": {}}
+        for r in range(repeats):
+            for j, n in enumerate(users):  # interleaved: both paths meet the same noise
+                order = list(paths.items()) if (j + r) % 2 == 0 else list(paths.items())[::-1]
+                for name, base in order:
+                    conc[name].setdefault(n, []).append(
+                        concurrent_run(base, n, f"rep{r} n{n}", max_tokens))
+    diffs = [(g["ttft"] - d["ttft"]) * 1000 for d, g in
+             zip(single["direct"], single["gateway"], strict=True)
+             if d.get("ttft") and g.get("ttft")]
+    decode = [g["decode_tps"] / d["decode_tps"] for d, g in
+              zip(single["direct"], single["gateway"], strict=True)
+              if d.get("decode_tps") and g.get("decode_tps")]
+    return {"threads": threads, "single": single, "conc": conc, "diffs": diffs,
+            "decode": decode}
 
 
-def _report(single: dict[str, list[dict[str, Any]]], conc: dict[str, list[dict[str, Any]]],
-            hop: dict[str, list[float]], rounds: int, out_dir: Path) -> str:
-    def med(name: str, key: str) -> float:
-        return statistics.median(r[key] for r in single[name] if r.get(key) is not None)
+def db_side(rounds: int, repeats: int, tmp: Path) -> dict[str, Any]:
+    """Part 2: /api/chat time to first token, SQLite on disk against SQLite in memory."""
+    common = {"CHATBOT_RAG_URL": "http://127.0.0.1:9", "CHATBOT_AUTH": "none",
+              "CHATBOT_ANSWER_TOKENS": "16", "CHATBOT_QUEUE_SIZE": "32",
+              "CHATBOT_TEMPERATURE": "0"}
+    with ServiceProcess("llmserver", "LLMSERVER_", env={"LLMSERVER_QUEUE_SIZE": "16"}) as llm:
+        common["CHATBOT_LLM_URLS"] = llm.url + "/v1"
+        with ServiceProcess("chatbot", "CHATBOT_", env={
+                **common, "CHATBOT_DATABASE_URL": f"sqlite:///{tmp / 'turns.db'}"}) as disk, \
+                ServiceProcess("chatbot", "CHATBOT_", env={
+                    **common, "CHATBOT_DATABASE_URL": "sqlite://"}) as memory:
+            sides = {"disk": disk.url, "memory": memory.url}
+            for base in sides.values():
+                turn_ttft(base, "warm-up")
+            out: dict[str, dict[int, list[float]]] = {"disk": {}, "memory": {}}
+            for users in (1, 8):
+                for r in range(rounds if users == 1 else repeats):
+                    order = list(sides.items()) if r % 2 == 0 else list(sides.items())[::-1]
+                    for name, base in order:
+                        with concurrent.futures.ThreadPoolExecutor(users) as pool:
+                            got = list(pool.map(lambda i, b=base, r=r: turn_ttft(
+                                b, f"[{r} {i}] Say one word."), range(users)))
+                        out[name].setdefault(users, []).append(statistics.median(got))
+    return out
 
-    ttft_d, ttft_g = med("direct", "ttft") * 1000, med("gateway", "ttft") * 1000
-    # Rounds alternate, so the median of paired differences cancels slow drifts of the machine.
-    added = statistics.median(g["ttft"] - d["ttft"] for d, g in
-                              zip(single["direct"], single["gateway"], strict=True)
-                              if d.get("ttft") and g.get("ttft")) * 1000
-    tps_d, tps_g = med("direct", "decode_tps"), med("gateway", "decode_tps")
-    hop_d, hop_g = (statistics.median(hop[n]) * 1000 for n in ("direct", "gateway"))
-    _plot(single, conc, out_dir / "chatbot.png")
-    rows = "\n".join(
-        f"| {d['users']} | {d['tps']:.1f} | {g['tps']:.1f} | {g['tps'] / d['tps']:.3f} | "
-        f"{d['p50'] * 1000:.0f} / {d['p95'] * 1000:.0f} | {g['p50'] * 1000:.0f} / "
-        f"{g['p95'] * 1000:.0f} | {d['errors']} / {d['truncated']} | "
-        f"{g['errors']} / {g['truncated']} |"
-        for d, g in zip(conc["direct"], conc["gateway"], strict=True))
-    return f"""## chatbot: the gateway (:5000) against llmserver direct (:8000)
 
-SmolLM2-135M-Instruct Q4_1 on {LLM_THREADS} llama.cpp thread (so the gateway and the client
-have a core of their own), {MAX_TOKENS} answer tokens at temperature 0, streaming, the same
-prompts on both paths; the gateway sends every request through its fair queue to the same
-llmserver. Single streams: {rounds} alternating rounds per path, medians.
+def turn_ttft(base: str, message: str) -> float:
+    """Milliseconds from POST /api/chat (a new conversation) to its first token event."""
+    start = time.perf_counter()
+    with httpx.Client(base_url=base, timeout=600) as client, \
+            client.stream("POST", "/api/chat", json={"message": message}) as response:
+        for line in response.iter_lines():
+            if line.startswith("event: token"):
+                return (time.perf_counter() - start) * 1000
+    return float("nan")
 
-| metric | direct | gateway | gateway effect |
+
+def run(out_dir: Path, quick: bool = False) -> str:
+    import tempfile
+
+    from bench.chatbot_store import run_store
+
+    rounds, repeats = (4, 2) if quick else (10, 3)
+    users = [1, 8] if quick else USERS
+    max_tokens = 48 if quick else MAX_TOKENS
+    sides = [gateway_side(t, rounds, users, repeats, max_tokens) for t in THREADS]
+    tmp = Path(tempfile.mkdtemp(prefix="bench-chatbot-"))
+    db_ttft = db_side(rounds, repeats, tmp)
+    rows, writes, fill_s, n_conv = run_store(tmp, quick)
+    _plot(sides, out_dir / "chatbot.png")
+    return _report(sides, db_ttft, rows, writes, fill_s, n_conv, rounds, repeats, max_tokens)
+
+
+def _verdict(value: float, target: float) -> str:
+    return f"**met** (≤ {target:g})" if value <= target else \
+        f"**missed** by {value - target:.1f} ms (target ≤ {target:g})"
+
+
+def _report(sides: list[dict[str, Any]], db_ttft: dict[str, Any], rows: list[dict[str, Any]],
+            writes: list[dict[str, float]], fill_s: float, n_conv: int, rounds: int,
+            repeats: int, max_tokens: int) -> str:
+    parts = ["## chatbot: the gateway (:5000) against llmserver direct (:8000), and its "
+             "database\n",
+             f"SmolLM2-135M-Instruct Q4_1, {max_tokens} answer tokens at temperature 0, "
+             "streaming, the identical prompt on both paths in each round (order alternating); "
+             "the gateway sends every request through its fair queue to the same llmserver. "
+             f"Single streams: {rounds} rounds per path. Concurrent cells: {repeats} repeats, "
+             "shown as min / median / max.\n"]
+    for side in sides:
+        label = "default (all cores, as shipped)" if side["threads"] is None \
+            else f"{side['threads']} thread"
+        diffs, decode = side["diffs"], side["decode"]
+        added = statistics.median(diffs) if diffs else float("nan")
+        negative = " (negative beyond noise: the measurement is noisier than the effect)" \
+            if diffs and max(diffs) < 0 else ""
+        rows_c = []
+        for n in sorted(side["conc"]["direct"]):
+            d, g = side["conc"]["direct"][n], side["conc"]["gateway"][n]
+            ratios = [b["tps"] / a["tps"] for a, b in zip(d, g, strict=True) if a["tps"]]
+            rows_c.append(
+                f"| {n} | {spread([c['tps'] for c in d])} | {spread([c['tps'] for c in g])} | "
+                f"{spread(ratios, '{:.2f}')} | {spread([c['p50'] * 1000 for c in g], '{:.0f}')} "
+                f"| {sum(c['errors'] for c in g)} / {sum(c['truncated'] for c in g)} |")
+        parts.append(f"""### llama.cpp threads: {label}
+
+| metric | min / median / max | verdict |
+|---|---|---|
+| time to first token the gateway adds (paired, ms) | {spread(diffs)} | \
+{_verdict(added, TTFT_TARGET_MS)}{negative} |
+| decode tokens/s, gateway / direct | {spread(decode, '{:.3f}')} | target ≥ 0.98 |
+
+| users | direct tok/s | gateway tok/s | ratio | gateway TTFT p50 (ms) | gateway errors / truncated |
+|---|---|---|---|---|---|
+""" + "\n".join(rows_c) + "\n")
+    added = {n: [a - b for a, b in zip(db_ttft["disk"][n], db_ttft["memory"][n], strict=True)]
+             for n in (1, 8)}
+    db_rows = "\n".join(
+        f"| {n} | {spread(db_ttft['memory'][n])} | {spread(db_ttft['disk'][n])} | "
+        f"{spread(added[n])} | {_verdict(statistics.median(added[n]), DB_TARGET_MS)} |"
+        for n in (1, 8))
+    w_rows = "\n".join(f"| {w['users']} | {w['first_p50']:.2f} | {w['first_p95']:.2f} | "
+                       f"{w['rest_p50']:.2f} |" for w in writes)
+    s_rows = "\n".join(f"| {r['query']} | {r['found']} | {r['p50']:.1f} | {r['p99']:.1f} | "
+                       f"{_verdict(r['p99'], LIST_TARGET_MS)} |" for r in rows)
+    parts.append(f"""### The database's cost per chat turn
+
+Time to first token of a browser chat turn (`POST /api/chat`, a new conversation, 16 answer
+tokens) with the conversation stored in SQLite on disk against SQLite in memory, same
+llmserver, alternating; at 8 users, the median of each concurrent batch (those include the
+wait behind other users' answers, which dwarfs the database).
+
+| users | memory TTFT (ms) | disk TTFT (ms) | disk − memory (ms, paired) | verdict |
+|---|---|---|---|---|
+{db_rows}
+
+The turn's own writes, measured in-process (one database thread for SQLite): storing the
+question and the empty answer before the first token; the partial save and the final save
+after it.
+
+| turns at once | before first token p50 (ms) | p95 (ms) | during/after p50 (ms) |
 |---|---|---|---|
-| time to first token (ms) | {ttft_d:.1f} | {ttft_g:.1f} | {added:+.1f} ms, median of \
-paired differences (target ≤ 5) |
-| GET /v1/models, p50 (ms) | {hop_d:.2f} | {hop_g:.2f} | {hop_g - hop_d:+.2f} ms: the \
-hop itself |
-| decode tokens/s | {tps_d:.1f} | {tps_g:.1f} | ratio {tps_g / tps_d:.3f} (target ≥ 0.98) |
+{w_rows}
 
-The machine has 2 cores, shared with other work: single numbers move by ±20 % between runs;
-read the ratios. With llama.cpp on both cores, the gateway's per-token wake-ups cost decoding
-speed here (a ratio of 0.73 to 1.06 across runs), which a GPU host does not see.
+### List and search at {n_conv:,} conversations × 20 messages (SQLite)
 
-Concurrent users, one streamed answer each (llmserver generates one at a time; everyone else
-waits in a queue, in llmserver's own on the direct path and in the gateway's on the other):
+Filled in {fill_s:.0f} s (words drawn Zipf-like from 5,000); each query is the sidebar's
+(50 newest, optionally only those with words starting with each query word), through the
+repository in-process.
 
-| users | direct tok/s | gateway tok/s | ratio | direct TTFT p50 / p95 (ms) \
-| gateway TTFT p50 / p95 (ms) | direct errors / truncated | gateway errors / truncated |
-|---|---|---|---|---|---|---|---|
-{rows}
+| query | found | p50 (ms) | p99 (ms) | verdict |
+|---|---|---|---|---|
+{s_rows}
 
 ![gateway vs direct](benchmarks/chatbot.png)
-"""
+""")
+    return "\n".join(parts)
 
 
-def _plot(single: dict[str, list[dict[str, Any]]], conc: dict[str, list[dict[str, Any]]],
-          path: Path) -> None:
+def _plot(sides: list[dict[str, Any]], path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 3, figsize=(12, 3.4))
-    for name, color in (("direct", "#888"), ("gateway", "#3b7")):
-        axes[0].plot([r["ttft"] * 1000 for r in single[name] if r.get("ttft")], "o-",
-                     color=color, label=name)
-        axes[1].plot(USERS, [c["tps"] for c in conc[name]], "o-", color=color, label=name)
-        axes[2].plot(USERS, [c["p95"] * 1000 for c in conc[name]], "o-", color=color,
-                     label=name)
-    axes[0].set(title="time to first token, single stream", xlabel="round", ylabel="ms")
-    axes[1].set(title="aggregate tokens/s", xlabel="concurrent users", ylabel="tokens/s")
-    axes[2].set(title="time to first token p95", xlabel="concurrent users", ylabel="ms")
-    for ax in axes:
+    fig, axes = plt.subplots(1, len(sides), figsize=(6 * len(sides), 3.4), squeeze=False)
+    for ax, side in zip(axes[0], sides, strict=True):
+        for name, color in (("direct", "#888"), ("gateway", "#3b7")):
+            cells = side["conc"][name]
+            xs = sorted(cells)
+            ax.plot(xs, [statistics.median(c["tps"] for c in cells[n]) for n in xs], "o-",
+                    color=color, label=name)
+            ax.fill_between(xs, [min(c["tps"] for c in cells[n]) for n in xs],
+                            [max(c["tps"] for c in cells[n]) for n in xs], color=color,
+                            alpha=0.2)
+        label = "default threads" if side["threads"] is None else f"{side['threads']} thread"
+        ax.set(title=f"aggregate tokens/s ({label})", xlabel="concurrent users",
+               ylabel="tokens/s")
         ax.legend(fontsize=8)
-    fig.suptitle("chatbot gateway vs llmserver direct (SmolLM2-135M, CPU)")
+    fig.suptitle("chatbot gateway vs llmserver direct (SmolLM2-135M, CPU): min-max band")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import SettingsConfigDict
 
-from services.config import ServiceSettings
+from services.config import ServiceSettings, default_data_dir
+
+from .loopguard import LoopGuard
+
+LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
 
 def _split(value: str) -> list[str]:
@@ -43,19 +49,99 @@ class Settings(ServiceSettings):
     answer_tokens: int = Field(512, ge=16, le=32_768,
                                description="Tokens kept free for the answer when trimming history.")
     temperature: float = Field(0.7, ge=0, le=2, description="Sampling temperature of the UI chat.")
-    session_ttl_s: float = Field(3600.0, gt=0, description="Idle seconds before a session expires.")
-    max_sessions: int = Field(1000, ge=1, description="Sessions kept at once; 503 beyond.")
+    auth: Literal["auto", "accounts", "none"] = Field(
+        "auto", description="accounts: users log in (the first one becomes admin); none: one "
+                            "local user, no login (a laptop on loopback); auto: accounts unless "
+                            "HOST is loopback.")
+    admin_user: str | None = Field(None, max_length=64,
+                                   description="Admin created at first start (with "
+                                               "ADMIN_PASSWORD); unset: the first visitor.")
+    admin_password: SecretStr | None = Field(None, description="Password of ADMIN_USER.")
+    allow_signup: bool = Field(False, description="Let anyone create an account (the admin "
+                                                  "can change it in the page).")
+    database_url: str | None = Field(None, description="SQLAlchemy URL of the chat database "
+                                     "(postgresql://user:pass@host/db); unset: SQLite under "
+                                     "the data folder.")
+    session_ttl_s: float = Field(7 * 86400.0, gt=0,
+                                 description="Seconds a login lasts without use.")
+    login_attempts: int = Field(10, ge=1, description="Failed logins allowed per user name "
+                                "(and 5x per address) in LOGIN_WINDOW_S; 429 beyond.")
+    login_window_s: float = Field(900.0, gt=0, description="Window of the login rate limit.")
+    allowed_hosts: str = Field("", description="Comma list of Host names the chatbot answers "
+                               "(against DNS rebinding); * for any; empty: loopback names "
+                               "when HOST is loopback, any otherwise.")
+    answer_lease_s: float = Field(15.0, gt=1, description="Seconds an answer holds its "
+                                  "conversation without a heartbeat; a crashed answer shows "
+                                  "as interrupted after it.")
+    stream_idle_s: float = Field(30.0, gt=0, description="Drop a stream whose client has not "
+                                 "read for this many seconds.")
     max_message_chars: int = Field(8000, ge=1, description="Longest user message; 413 beyond.")
-    max_messages: int = Field(200, ge=2, description="Messages per session; 400 beyond.")
+    max_messages: int = Field(200, ge=2, description="Messages per conversation; 400 beyond.")
     rag_url: str = Field("http://127.0.0.1:8001", description="Base URL of the rag service.")
-    rag_api_key: SecretStr | None = Field(None, description="Bearer key sent to the rag service.")
+    # One stack, one key: unset, rag's own RAG_API_KEY (what `tinyllm up` passes to all).
+    rag_api_key: SecretStr | None = Field(
+        None, validation_alias=AliasChoices("CHATBOT_RAG_API_KEY", "RAG_API_KEY"),
+        description="Bearer key sent to the rag service; unset: RAG_API_KEY.")
     rag_k: int = Field(4, ge=1, le=20, description="Chunks retrieved per question.")
     rag_timeout_s: float = Field(10.0, gt=0, description="Timeout of rag searches, seconds.")
     max_upload_bytes: int = Field(50_000_000, ge=1024,
                                   description="Largest document upload proxied to rag (413).")
     vendor_dir: Path | None = Field(None, description="npm's node_modules with the UI's "
                                     "front-end libraries; empty means chatbot/node_modules.")
+    loop_window: int = Field(600, ge=0, le=20_000, description="Characters at the end of an "
+                             "answer the loop guard examines (the longest passage it catches "
+                             "is LOOP_WINDOW / LOOP_REPEATS).")
+    loop_repeats: int = Field(3, ge=0, le=100, description="An answer whose end repeats one "
+                              "passage this many times in a row is stopped; 0 turns the loop "
+                              "guard off.")
+    loop_min_chars: int = Field(48, ge=1, le=20_000, description="Shortest repeated span (passage "
+                                "x times) the loop guard acts on, so a short refrain is left "
+                                "alone.")
+    fetch_allow: str = Field("", description="Comma list of networks (CIDR) a chat link may "
+                             "point at although loopback, link-local or private, e.g. "
+                             "10.0.0.0/8 for an intranet; empty: public addresses only.")
+    fetch_max_bytes: int = Field(2_000_000, ge=1024, description="Largest page a chat link "
+                                 "fetches; larger ones are cut off and not summarized.")
+    fetch_timeout_s: float = Field(10.0, gt=0, le=120, description="Seconds a chat link's "
+                                   "whole fetch may take (every redirect included).")
+    fetch_max_redirects: int = Field(5, ge=0, le=20, description="Redirects a chat link "
+                                     "may follow.")
+    link_max_chars: int = Field(4000, ge=200, description="Characters of a fetched page put "
+                                "in the prompt (the rest is left out, and the answer says so).")
+    attach_inline_chars: int = Field(3000, ge=0, description="A file attached to a chat with "
+                                     "at most this many characters of text goes into the "
+                                     "prompt whole; a larger one is indexed in a rag "
+                                     "collection of that chat alone.")
     cookie_secure: bool = Field(False, description="Mark the session cookie Secure (HTTPS only).")
+
+    @field_validator("fetch_allow")
+    @classmethod
+    def _networks(cls, value: str) -> str:
+        for part in _split(value):
+            ipaddress.ip_network(part, strict=False)  # ValueError: refused at start
+        return value
+
+    def loop_guard(self) -> LoopGuard:
+        """A fresh loop guard for one answer."""
+        return LoopGuard(self.loop_window, self.loop_repeats, self.loop_min_chars)
+
+    def accounts(self) -> bool:
+        """Whether users log in (auto: unless the chatbot listens on loopback only)."""
+        if self.auth == "auto":
+            return self.host not in LOOPBACK
+        return self.auth == "accounts"
+
+    def database(self) -> str:
+        return self.database_url or f"sqlite:///{default_data_dir() / 'chatbot' / 'chatbot.db'}"
+
+    def host_list(self) -> list[str] | None:
+        """Allowed Host names; None means any."""
+        names = [h.lower() for h in _split(self.allowed_hosts)]
+        if "*" in names:
+            return None
+        if names:
+            return names
+        return ["127.0.0.1", "localhost", "[::1]"] if self.host in LOOPBACK else None
 
     def llm_url_list(self) -> list[str]:
         return [url.rstrip("/") for url in _split(self.llm_urls)]

@@ -1,21 +1,21 @@
-"""The OpenAI-compatible `/v1/chat/completions` through the fair queue, with optional sources."""
+"""The OpenAI-compatible endpoint: `/v1/chat/completions` and `/v1/completions` through the
+pipeline (queue, optional sources from rag), passing llmserver's chunks through."""
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.errors import APIError
 
+from . import commands, links, pipeline, templates
 from .config import Settings
-from .llm import LLMClient, deltas, raw_events, sse_json
-from .prompt import check_citations, public_sources, sources_block
+from .llm import LLMClient, sse_json
+from .prompt import sources_block
 from .rag_client import RagClient
 
 
@@ -25,15 +25,32 @@ class Message(BaseModel):
     content: str | list[dict[str, Any]] | None = None
 
 
-class ChatRequest(BaseModel):
-    """OpenAI's chat request; unknown fields go to llmserver as they are."""
-
+class _Common(BaseModel):
     model_config = ConfigDict(extra="allow")
     model: str | None = None
-    messages: list[Message] = Field(..., min_length=1)
     stream: bool = False
     collection: str | None = Field(None, description="Answer from this rag collection.")
     collections: list[str] | None = Field(None, description="Answer from these collections.")
+    chat_tools: bool = Field(False, description="A TinyLLM chat client (`tinyllm chat`): chat "
+                             "commands are answered here and the loop guard is on.")
+    rag_k: int | None = Field(None, ge=1, le=20, description="Chunks retrieved per question.")
+    think: bool = Field(True, description="With chat_tools: keep a thinking model's reasoning.")
+
+    def collection_list(self) -> list[str]:
+        """`collection` and `collections` mean the same: one list of names."""
+        return list(self.collections or []) + ([self.collection] if self.collection else [])
+
+
+class ChatRequest(_Common):
+    """OpenAI's chat request; unknown fields go to llmserver as they are."""
+
+    messages: list[Message] = Field(..., min_length=1)
+
+
+class CompletionRequest(_Common):
+    """OpenAI's (legacy) completion request."""
+
+    prompt: str | list[str]
 
 
 def text_of(message: Message) -> str:
@@ -42,104 +59,147 @@ def text_of(message: Message) -> str:
     return message.content or ""
 
 
-class Prepared:
-    def __init__(self, body: dict[str, Any], sources: list[dict], notices: list[dict],
-                 include_usage: bool) -> None:
-        self.body = body
-        self.sources = sources
-        self.notices = notices
-        self.include_usage = include_usage
-
-
-async def prepare(req: ChatRequest, settings: Settings, rag: RagClient) -> Prepared:
-    """Retrieve sources for the last user message and put them in a system message."""
-    collections = list(req.collections or []) + ([req.collection] if req.collection else [])
-    body = req.model_dump(exclude={"collection", "collections"}, exclude_none=True)
+async def prepare(req: ChatRequest | CompletionRequest, settings: Settings,
+                  rag: RagClient, edited: dict[str, str] | None = None) -> pipeline.Prepared:
+    """The upstream body, with the retrieved sources in it when collections are named, or
+    (for TinyLLM's chat clients) the page a link points at; `edited`: the admin's prompts."""
+    body = req.model_dump(exclude={"collection", "collections", "chat_tools", "rag_k", "think"},
+                          exclude_none=True)
     body["model"] = req.model or settings.default_model
-    include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-    if not req.stream:
-        body["stream_options"] = {"include_usage": True}  # to report usage when gathering
-    sources: list[dict] = []
-    notices: list[dict] = []
-    if collections:
+    body.pop("stream", None)
+    chat = isinstance(req, ChatRequest)
+    prepared = pipeline.Prepared("/chat/completions" if chat else "/completions", body)
+    if req.chat_tools:
+        prepared.guard = settings.loop_guard()
+    if chat:
         question = next((text_of(m) for m in reversed(req.messages) if m.role == "user"), "")
-        results, notice = await rag_search(rag, question, collections, settings.rag_k)
-        if notice:
-            notices.append(notice)
-        sources = public_sources(results)
-        if results:
-            block = {"role": "system", "content": sources_block(results)}
-            msgs = body["messages"]
-            at = 1 if msgs and msgs[0]["role"] == "system" else 0
-            body["messages"] = msgs[:at] + [block] + msgs[at:]
-    return Prepared(body, sources, notices, include_usage)
+    else:
+        question = req.prompt if isinstance(req.prompt, str) else " ".join(req.prompt)
+    url = links.link_in(question) if req.chat_tools and chat else None
+    if url:
+        page = await links.fetch_page(url, settings)
+        block = links.page_block(page, templates.render("link", edited or {}, settings,
+                                                         url=page.url))
+        at = 1 if body["messages"] and body["messages"][0].get("role") == "system" else 0
+        body["messages"].insert(at, {"role": "system", "content": block})
+        prepared.link_url = page.url
+        return prepared
+    intro = templates.render("documents", edited or {}, settings)
+    results = await pipeline.retrieve(rag, question, req.collection_list(),
+                                      req.rag_k or settings.rag_k, prepared)
+    if results and chat:
+        body["messages"] = pipeline.with_sources_message(body["messages"], results, intro)
+    elif results:
+        body["prompt"] = sources_block(results, intro) + "\n\n" + question
+    return prepared
 
 
-async def rag_search(rag: RagClient, question: str, collections: list[str],
-                     k: int) -> tuple[list[dict], dict | None]:
-    return await rag.retrieve(question, collections, k)
-
-
-async def open_upstream(llm: LLMClient, prepared: Prepared, stack: AsyncExitStack) -> Any:
-    """Wait in the queue and open the upstream stream; failures here are HTTP errors."""
-    ticket = llm.queue.enter()
-    stack.callback(ticket.release)
-    await ticket.wait()
-    return await stack.enter_async_context(llm.open_stream(ticket, prepared.body))
-
-
-def extras(prepared: Prepared, content: str) -> tuple[str, dict[str, Any]]:
-    """The checked answer and the extra response fields (sources, invalid citations, notices)."""
-    out: dict[str, Any] = {}
-    if prepared.sources:
-        content, cited, invalid = check_citations(content, len(prepared.sources))
-        out["sources"] = [{**s, "cited": s["n"] in cited} for s in prepared.sources]
-        out["invalid_citations"] = invalid
-    if prepared.notices:
-        out["notices"] = prepared.notices
-    return content, out
-
-
-async def complete(response: Any, prepared: Prepared) -> dict[str, Any]:
-    """Gather the upstream stream into one `chat.completion` object."""
+async def complete(llm: LLMClient, prepared: pipeline.Prepared) -> dict[str, Any]:
+    """Gather the stream into one completion object (usage from the stream's last chunk)."""
+    prepared.body["stream_options"] = {"include_usage": True}
     parts: list[str] = []
     finish_reason, usage, first = None, None, None
-    async for chunk in deltas(response):
-        first = first or chunk
-        usage = chunk.get("usage") or usage
-        for choice in chunk.get("choices") or []:
-            parts.append((choice.get("delta") or {}).get("content") or "")
-            finish_reason = choice.get("finish_reason") or finish_reason
-    content, extra = extras(prepared, "".join(parts))
+    stop_reason = None
+    async for ev in pipeline.generate(llm, prepared, prepared.guard):
+        if ev.kind == "loop":
+            stop_reason = "repetition"
+        if ev.kind != "chunk":
+            continue
+        first = first or ev.data
+        usage = ev.data.get("usage") or usage
+        text, finish = pipeline.chunk_text(ev.data)
+        parts.append(text)
+        finish_reason = finish or finish_reason
+    if prepared.link_url and prepared.link_url not in "".join(parts):
+        parts.append(f"\n\nSource: {prepared.link_url}")
+    content, extra = pipeline.checked(prepared, "".join(parts))
     first = first or {}
-    return {"id": first.get("id", f"chatcmpl-{uuid.uuid4().hex}"), "object": "chat.completion",
+    chat = prepared.endpoint == "/chat/completions"
+    if stop_reason:  # OpenAI clients know only their own finish reasons
+        extra["stop_reason"] = stop_reason
+        finish_reason = "stop"
+    choice: dict[str, Any] = {"index": 0, "finish_reason": finish_reason or "stop",
+                              "logprobs": None}
+    if chat:
+        choice["message"] = {"role": "assistant", "content": content}
+    else:
+        choice["text"] = content
+    default_id = ("chatcmpl-" if chat else "cmpl-") + uuid.uuid4().hex
+    return {"id": first.get("id", default_id),
+            "object": "chat.completion" if chat else "text_completion",
             "created": first.get("created", int(time.time())),
             "model": first.get("model", prepared.body["model"]),
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": content},
-                         "finish_reason": finish_reason or "stop", "logprobs": None}],
-            "usage": usage, **extra}
+            "choices": [choice], "usage": usage, **extra}
 
 
-async def stream(response: Any, prepared: Prepared,
-                 stack: AsyncExitStack) -> AsyncIterator[dict[str, str]]:
-    """Pass chunks through as they are; add a last chunk with the sources; errors as an SSE
+async def stream(llm: LLMClient, prepared: pipeline.Prepared) -> AsyncIterator[dict[str, str]]:
+    """llmserver's chunks as they are, then one chunk with the sources; an error as an SSE
     error event and no [DONE]."""
     parts: list[str] = []
     last: dict[str, Any] = {}
     try:
-        async for data in raw_events(response):
-            if prepared.sources:  # only then is the text needed (to check citations)
-                last = json.loads(data)
-                for choice in last.get("choices") or []:
-                    parts.append((choice.get("delta") or {}).get("content") or "")
-            yield {"data": data}
-        _, extra = extras(prepared, "".join(parts))
+        async for ev in pipeline.generate(llm, prepared, prepared.guard):
+            if ev.kind == "loop":  # a last chunk saying why: OpenAI clients see "stop"
+                chat = prepared.endpoint == "/chat/completions"
+                yield {"data": sse_json({
+                    "id": last.get("id"), "created": last.get("created"),
+                    "object": "chat.completion.chunk" if chat else "text_completion",
+                    "model": last.get("model"), "stop_reason": "repetition",
+                    "choices": [{"index": 0, "finish_reason": "stop",
+                                 **({"delta": {}} if chat else {"text": ""})}]})}
+            if ev.kind != "chunk":
+                continue
+            last = ev.data
+            if prepared.sources or prepared.link_url:  # the text is needed to check citations
+                parts.append(pipeline.chunk_text(ev.data)[0])
+            if prepared.link_url and pipeline.chunk_text(ev.data)[1] and \
+                    prepared.link_url not in "".join(parts):  # the summary cites its page
+                parts.append(f"\n\nSource: {prepared.link_url}")
+                yield {"data": sse_json({**ev.data, "choices": [{
+                    "index": 0, "delta": {"content": parts[-1]}, "finish_reason": None}]})}
+            yield {"data": ev.raw}
+        _, extra = pipeline.checked(prepared, "".join(parts))
         if extra:
-            yield {"data": sse_json({"id": last.get("id"), "object": "chat.completion.chunk",
+            kind = "chat.completion.chunk" if prepared.endpoint == "/chat/completions" \
+                else "text_completion"
+            yield {"data": sse_json({"id": last.get("id"), "object": kind,
                                      "created": last.get("created"), "model": last.get("model"),
                                      "choices": [], **extra})}
         yield {"data": "[DONE]"}
     except APIError as exc:
         yield {"data": sse_json(exc.body())}
-    finally:
-        await stack.aclose()
+
+
+def command_of(req: ChatRequest | CompletionRequest) -> str | None:
+    """The command a TinyLLM chat client typed as its last message, if any."""
+    if not req.chat_tools or not isinstance(req, ChatRequest):
+        return None
+    last = req.messages[-1]
+    text = text_of(last)
+    return text if last.role == "user" and commands.is_command(text) else None
+
+
+def command_state(req: ChatRequest, settings: Settings) -> commands.State:
+    collections = req.collection_list()
+    return commands.State(req.model or settings.default_model,
+                          collections[0] if collections else None,
+                          req.rag_k or settings.rag_k, req.think)
+
+
+def command_reply(outcome: commands.Outcome, stream: bool) -> dict[str, Any] | list[str]:
+    """A command's answer as a chat completion (or its chunks), with a `command` field that
+    tells the client what changed."""
+    head = {"id": "chatcmpl-" + uuid.uuid4().hex, "created": int(time.time()),
+            "model": outcome.state.model,
+            "command": {"command": outcome.command, "action": outcome.action,
+                        "state": outcome.state.view()}}
+    if not stream:
+        return {**head, "object": "chat.completion", "usage": None, "choices": [{
+            "index": 0, "finish_reason": "stop", "logprobs": None,
+            "message": {"role": "assistant", "content": outcome.text}}]}
+    first = {**head, "object": "chat.completion.chunk", "choices": [{
+        "index": 0, "delta": {"role": "assistant", "content": outcome.text},
+        "finish_reason": None}]}
+    last = {**head, "object": "chat.completion.chunk", "choices": [{
+        "index": 0, "delta": {}, "finish_reason": "stop"}]}
+    return [sse_json(first), sse_json(last), "[DONE]"]

@@ -69,18 +69,22 @@ class LLMClient:
                                    json={"model": model, "messages": messages})
             return int(body["count"]), int(body.get("n_ctx") or FALLBACK_N_CTX)
         except APIError as exc:
-            if exc.status not in (404, 405):
+            # Any server without /tokenize: our envelope or its own 404 (e.g. {"detail": ...}).
+            status = getattr(exc, "upstream_status", exc.status)
+            if status not in (404, 405):
                 raise
             chars = sum(len(str(m.get("content", ""))) + 8 for m in messages)
             return chars // 4 + 1, FALLBACK_N_CTX
 
     @asynccontextmanager
-    async def open_stream(self, ticket: Ticket, body: dict) -> AsyncIterator[httpx.Response]:
-        """POST a streaming chat completion to the ticket's upstream; errors before the
-        first byte raise typed errors (and a refused connection marks the upstream down)."""
+    async def open_stream(self, ticket: Ticket, endpoint: str,
+                          body: dict) -> AsyncIterator[httpx.Response]:
+        """POST a streaming completion (`endpoint`: /chat/completions or /completions) to the
+        ticket's upstream; errors before the first byte raise typed errors (and a refused
+        connection marks the upstream down)."""
         upstream = ticket.upstream
         assert upstream is not None
-        request = self.http.build_request("POST", upstream.url + "/chat/completions",
+        request = self.http.build_request("POST", upstream.url + endpoint,
                                           json={**body, "stream": True})
         try:
             response = await self.http.send(request, stream=True)
@@ -124,16 +128,6 @@ async def raw_events(response: httpx.Response) -> AsyncIterator[str]:
     except httpx.TransportError as exc:
         raise APIError(502, f"{NAME} stream broke off: {type(exc).__name__}",
                        code="upstream_stream_broken") from exc
-
-
-async def deltas(response: httpx.Response) -> AsyncIterator[dict[str, Any]]:
-    """The parsed chunks of an upstream stream."""
-    async for data in raw_events(response):
-        try:
-            yield json.loads(data)
-        except ValueError as exc:
-            raise APIError(502, "llmserver sent a malformed stream chunk.",
-                           code="bad_upstream_response") from exc
 
 
 def sse_json(obj: Any) -> str:

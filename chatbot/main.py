@@ -1,26 +1,49 @@
-"""The chatbot app factory: browser UI, session chat API, OpenAI gateway, documents proxy."""
+"""The chatbot app factory: browser UI with accounts and stored conversations, the OpenAI
+gateway, the documents proxy."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI, Request, Response
+from fastapi import Depends, FastAPI, Request, Response
 
 from services.app import base_app
 
-from .api.routes import chat, documents, openai, ops, pages
+from .api.routes import (
+    attachments,
+    chat,
+    conversations,
+    documents,
+    keys,
+    openai,
+    ops,
+    pages,
+    prompts,
+    users,
+)
+from .api.routes import auth as auth_routes
+from .auth import current_user, ensure_bootstrap_users
 from .config import Settings
+from .guard import BrowserGuard
 from .llm import LLMClient
 from .queue import FairQueue, Upstream
 from .rag_client import RagClient
-from .sessions import SessionStore
+from .store.db import Database
 
+log = logging.getLogger(__name__)
 # No inline script or style attribute can run: all JS comes from our own static files.
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
        "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; "
        "form-action 'self'")
+
+
+def _is_upload(path: str) -> bool:
+    return (path.startswith("/api/collections/") and path.endswith("/documents")) or \
+        path == "/api/attachments"
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -33,19 +56,23 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         queue = FairQueue(upstreams, settings.queue_size, settings.retry_down_s)
         llm_key = settings.llm_api_key.get_secret_value() if settings.llm_api_key else None
         rag_key = settings.rag_api_key.get_secret_value() if settings.rag_api_key else None
+        app.state.db = Database(settings.database())
+        await asyncio.to_thread(app.state.db.migrate)  # the schema is current before serving
+        app.state.local_user = await ensure_bootstrap_users(app.state.db, settings)
         app.state.llm = LLMClient(queue, llm_key, settings.request_timeout_s)
         app.state.rag = RagClient(settings.rag_url, rag_key, settings.rag_timeout_s)
-        app.state.sessions = SessionStore(settings.session_ttl_s, settings.max_sessions)
+        if settings.accounts() and settings.host_list() is None:
+            log.warning("CHATBOT_ALLOWED_HOSTS is unset: any Host name is answered; set it to "
+                        "the names users type, against DNS rebinding")
         try:
             yield
         finally:
             await app.state.llm.aclose()
             await app.state.rag.aclose()
+            app.state.db.close()
 
     def limit_for(path: str) -> int:
-        if path.startswith("/api/collections/") and path.endswith("/documents"):
-            return settings.max_upload_bytes
-        return settings.max_body_bytes
+        return settings.max_upload_bytes if _is_upload(path) else settings.max_body_bytes
 
     app = base_app(settings, "chatbot", lifespan=lifespan, limit_for=limit_for)
 
@@ -55,8 +82,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         response.headers.setdefault("Content-Security-Policy", CSP)
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         response.headers.setdefault("Referrer-Policy", "no-referrer")
+        if request.url.path.startswith("/api/"):
+            response.headers.setdefault("Cache-Control", "no-store")
         return response
 
-    for module in (ops, pages, chat, documents, openai):
+    # Outermost: refuses foreign hosts and cross-site writes before anything reads the body.
+    app.add_middleware(BrowserGuard, hosts=settings.host_list(), multipart=_is_upload)
+    for module in (ops, pages, auth_routes, chat, conversations, attachments, keys, users,
+                   prompts, openai):
         app.include_router(module.router)
+    # The documents proxy acts with rag's key: only for a logged-in user.
+    app.include_router(documents.router, dependencies=[
+        Depends(current_user), Depends(attachments.no_private_collection)])
     return app

@@ -87,14 +87,18 @@ class FairQueue:
     def all_down(self) -> bool:
         return all(u.is_down() for u in self.upstreams)
 
-    def enter(self) -> Ticket:
-        """Join the queue, or fail now: 503 when every upstream is down, 429 when full."""
+    def check(self) -> None:
+        """Raise what `enter` would refuse now (503 all down, 429 full), joining nothing."""
         if self.all_down():
             raise UpstreamUnavailable("llmserver", "every model server is down; retrying soon")
         if len(self.waiting) >= self.max_waiting and not self._free_upstream():
             wait = max(1, int(self.retry_down_s))
             raise APIError(429, "The model is busy and the queue is full; try again shortly.",
                            code="queue_full", headers={"Retry-After": str(wait)})
+
+    def enter(self) -> Ticket:
+        """Join the queue, or fail now: 503 when every upstream is down, 429 when full."""
+        self.check()
         ticket = Ticket(self)
         self.waiting.append(ticket)
         self._dispatch()

@@ -1,6 +1,8 @@
 """`tinyllm chat`: a terminal chat with any OpenAI-compatible server (the original chat.py).
 
-An empty line quits; Ctrl-C during an answer stops that answer, not the program.
+An empty line quits; Ctrl-C during an answer stops that answer, not the program. Against
+TinyLLM's chatbot, chat commands (/help, /model, /rag, /think, /reset, /version) work as in
+the browser and the loop guard is on; other servers just ignore the extra fields.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ import sys
 from typing import Any, TextIO
 
 import openai
+
+from .thinking import ThinkSplitter
 
 log = logging.getLogger(__name__)
 DEFAULT_URL = "http://127.0.0.1:5000/v1"
@@ -45,31 +49,70 @@ def error_text(exc: Exception, base_url: str) -> str:
     return str(exc)
 
 
+def tools(args: argparse.Namespace) -> dict[str, Any]:
+    """The chatbot's extensions: commands, the loop guard, the chosen collection."""
+    extra: dict[str, Any] = {"chat_tools": True, "think": args.think}
+    if args.collection:
+        extra.update(collection=args.collection, rag_k=args.rag_k)
+    return extra
+
+
+def command(client: openai.OpenAI, args: argparse.Namespace, messages: list[Any], line: str,
+            out: TextIO) -> None:
+    """Send a command to the chatbot and apply what it changed (model, collection, reset)."""
+    reply: Any = client.chat.completions.create(
+        model=args.model, messages=[*messages, {"role": "user", "content": line}],
+        max_tokens=args.max_tokens, extra_body=tools(args))
+    done = (reply.model_extra or {}).get("command")
+    out.write((reply.choices[0].message.content or "") + "\n")
+    if not done:
+        out.write("(this server does not know chat commands)\n")
+        return
+    state = done.get("state") or {}
+    args.model = state.get("model") or args.model
+    args.collection, args.rag_k = state.get("collection"), state.get("rag_k")
+    args.think = bool(state.get("think", True))
+    if done.get("action") == "reset":
+        del messages[1 if messages and messages[0]["role"] == "system" else 0:]
+
+
 def answer(client: openai.OpenAI, args: argparse.Namespace, messages: list[Any],
            out: TextIO) -> str:
     """Stream one answer to `out`; Ctrl-C ends it early and keeps what arrived."""
     parts: list[str] = []
+    splitter = ThinkSplitter()
+
+    def show(pieces: list[tuple[str, str]]) -> None:
+        for kind, text in pieces:
+            if kind == "answer":
+                parts.append(text)
+            elif not getattr(args, "think", True):  # /think off
+                continue
+            out.write(text if kind == "answer" else f"\x1b[2m{text}\x1b[0m")  # reasoning: dim
+        out.flush()
+
     stream: Any = client.chat.completions.create(model=args.model, messages=messages, stream=True,
                                             temperature=args.temperature,
-                                            max_tokens=args.max_tokens)
+                                            max_tokens=args.max_tokens, extra_body=tools(args))
     try:
         for chunk in stream:
+            if (chunk.model_extra or {}).get("stop_reason") == "repetition":
+                out.write(" [stopped: the answer started repeating itself]")
             for choice in chunk.choices:
-                text = choice.delta.content or ""
-                parts.append(text)
-                out.write(text)
-                out.flush()
+                show(splitter.feed(choice.delta.content or ""))
+        show(splitter.flush())
     except KeyboardInterrupt:
         out.write(" [stopped]")
     finally:
         stream.close()  # closing the connection frees the model on the server
         out.write("\n")
         out.flush()
-    return "".join(parts)
+    return "".join(parts)  # the answer only: a model's reasoning is not kept in memory
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    args.collection, args.rag_k, args.think = None, None, True
     out = sys.stdout
     client = openai.OpenAI(base_url=args.base_url, api_key=args.api_key, max_retries=0,
                            timeout=300)
@@ -80,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
             out.write(f"error: {error_text(exc, args.base_url)}\n")
             return 1
     out.write(f"Chatting with {args.model} at {args.base_url}. Empty line quits; "
-              "Ctrl-C stops an answer.\n")
+              "Ctrl-C stops an answer; /help lists commands.\n")
     messages: list[Any] = [{"role": "system", "content": args.system}] if args.system else []
     while True:
         try:
@@ -90,6 +133,12 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if not line.strip():
             return 0
+        if line.lstrip().startswith("/"):
+            try:
+                command(client, args, messages, line.strip(), out)
+            except openai.OpenAIError as exc:
+                out.write(f"error: {error_text(exc, args.base_url)}\n")
+            continue
         messages.append({"role": "user", "content": line})
         out.write("bot> ")
         out.flush()

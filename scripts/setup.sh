@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Create .venv and install TinyLLM with its offline default models.
 #   scripts/setup.sh          the stack
-#   scripts/setup.sh --test   the stack, test tools and Debian's chromium
+#   scripts/setup.sh --test   the stack, test tools, Debian's chromium and postgresql
 # Safe to run again: what is already installed is kept (pip caches the llama.cpp build).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -44,6 +44,8 @@ if [ $with_tests = 1 ]; then
   command -v docker-compose >/dev/null || missing+=(docker-compose)
   # The trainer benchmark's real text (the Jargon File).
   [ -f /usr/share/doc/jargon-text/jargon.txt.gz ] || missing+=(jargon-text)
+  # The chatbot's tests run against PostgreSQL too (a server each test run starts itself).
+  compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || missing+=(postgresql)
   if [ ${#missing[@]} -gt 0 ]; then
     echo "==> installing ${missing[*]} (Debian packages)"
     SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo

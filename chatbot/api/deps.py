@@ -6,10 +6,11 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from ..auth import Principal, current_user, require_admin
 from ..config import Settings
 from ..llm import LLMClient
 from ..rag_client import RagClient
-from ..sessions import SessionStore
+from ..store.db import Database
 
 
 def get_settings(request: Request) -> Settings:
@@ -24,11 +25,13 @@ def get_rag(request: Request) -> RagClient:
     return request.app.state.rag
 
 
-def get_sessions(request: Request) -> SessionStore:
-    return request.app.state.sessions
+def get_db(request: Request) -> Database:
+    return request.app.state.db
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 LLMDep = Annotated[LLMClient, Depends(get_llm)]
 RagDep = Annotated[RagClient, Depends(get_rag)]
-SessionsDep = Annotated[SessionStore, Depends(get_sessions)]
+DbDep = Annotated[Database, Depends(get_db)]
+UserDep = Annotated[Principal, Depends(current_user)]
+AdminDep = Annotated[Principal, Depends(require_admin)]

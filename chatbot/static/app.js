@@ -1,84 +1,137 @@
-// The chat page: streamed answers over SSE (fetch + ReadableStream), stop, new chat, pickers.
+// The chat page: a sidebar of stored conversations, streamed answers over SSE (fetch +
+// ReadableStream), stop, regenerate, edit and resend, copy, rename, delete, export.
 "use strict";
 
-const state = { controller: null, busy: false };
+const state = { controller: null, busy: false, current: null, me: null, searchTimer: 0,
+  ragK: null, think: true, commands: [] };
+const STATUS_NOTES = { stopped: "stopped", repetition: "stopped: the answer started repeating itself",
+  interrupted: "interrupted: the chatbot stopped mid-answer",
+  error: "failed", streaming: "still being written…" };
 
-// Model output and user text both pass through DOMPurify; links may not run script.
-function renderMarkdown(target, text) {
-  const html = marked.parse(text, { gfm: true, breaks: true });
-  target.innerHTML = DOMPurify.sanitize(html, { FORBID_TAGS: ["style", "form", "input"] });
-  target.querySelectorAll("pre code").forEach((code) => hljs.highlightElement(code));
-  target.querySelectorAll("a").forEach((a) => { a.target = "_blank"; a.rel = "noopener noreferrer"; });
-}
+function agentName() { return $("#agent").textContent || "Assistant"; }
 
-function addMessage(role, text) {
-  const wrap = el("article", "message " + role);
-  wrap.appendChild(el("div", "role", role === "user" ? "You" : $("#agent").textContent || "Assistant"));
+function addMessage(m) {
+  const wrap = el("article", "message " + m.role);
+  if (m.id) wrap.dataset.id = m.id;
+  wrap.appendChild(el("div", "role", m.role === "user" ? "You" : agentName()));
   const body = el("div", "body");
-  if (role === "user") body.textContent = text; else renderMarkdown(body, text);
+  if (m.role === "user") body.textContent = m.content; else renderMarkdown(body, m.content);
+  if (m.meta && m.meta.thinking) thinkingBlock(wrap).textContent = m.meta.thinking;
   wrap.appendChild(body);
+  const actions = el("div", "actions");
+  actions.appendChild(button("Copy", "copy", () => copyText(wrap.dataset.text)
+    .then(() => setStatus("message copied", ""))));
+  if (m.role === "user") actions.appendChild(button("Edit", "edit", () => startEdit(wrap)));
+  wrap.appendChild(actions);
+  wrap.dataset.text = m.content;
   $("#messages").appendChild(wrap);
   wrap.scrollIntoView({ block: "end" });
   return wrap;
 }
 
-function addNotice(wrap, text, kind) {
-  const note = el("div", "notice " + (kind || ""), text);
-  (wrap || $("#messages")).appendChild(note);
-  return note;
+// A thinking model's reasoning: a collapsed "Thinking" block above the answer (plain text).
+function thinkingBlock(wrap) {
+  let block = wrap.querySelector(".thinking");
+  if (!block) {
+    block = el("details", "thinking");
+    block.appendChild(el("summary", "", "Thinking"));
+    block.appendChild(el("div", "thinking-text"));
+    wrap.insertBefore(block, wrap.querySelector(".body"));
+  }
+  return block.querySelector(".thinking-text");
 }
 
-function showSources(wrap, info) {
-  if (!info.sources || !info.sources.length) return;
-  const list = el("ol", "sources");
-  info.sources.forEach((s) => {
-    const item = el("li", (info.cited || []).includes(s.n) ? "cited" : "");
-    const where = s.page !== null && s.page !== undefined ? ", page " + s.page : "";
-    item.appendChild(el("strong", "", "[" + s.n + "] " + s.document + where));
-    item.appendChild(el("span", "score", " score " + Number(s.score).toFixed(3)));
-    item.appendChild(el("div", "snippet", s.snippet));
-    list.appendChild(item);
-  });
-  wrap.appendChild(list);
-  if (info.invalid && info.invalid.length) {
-    addNotice(wrap, "Removed citations that match no source: " +
-      info.invalid.map((n) => "[" + n + "]").join(" "), "warning");
+// Only the last answer can be regenerated.
+function markLast() {
+  document.querySelectorAll(".message .regenerate").forEach((b) => b.remove());
+  const answers = document.querySelectorAll(".message.assistant");
+  const last = answers[answers.length - 1];
+  if (last && state.current) {
+    last.querySelector(".actions").appendChild(button("Regenerate", "regenerate", () => {
+      if (!state.busy) { last.remove(); send({ regenerate: true }); }
+    }));
   }
 }
 
-function renderHistory(session) {
+function renderConversation(conv) {
   $("#messages").replaceChildren();
-  session.messages.forEach((m) => {
-    const wrap = addMessage(m.role, m.content);
+  $("#conv-bar").hidden = !conv;
+  if (!conv) { state.current = null; showAttachments([]); return; }
+  state.current = conv.id;
+  $("#conv-title").textContent = conv.title;
+  $("#export-md").href = "/api/conversations/" + conv.id + "/export?format=markdown";
+  $("#export-json").href = "/api/conversations/" + conv.id + "/export?format=json";
+  conv.messages.forEach((m) => {
+    const wrap = addMessage(m);
     if (m.role === "assistant") {
-      showSources(wrap, { sources: m.sources || [], cited: [], invalid: [] });
-      if (m.stopped) addNotice(wrap, "stopped", "muted");
+      showSources(wrap, { sources: m.sources || [], invalid: (m.meta || {}).invalid_citations || [] });
+      if (STATUS_NOTES[m.status]) addNotice(wrap, STATUS_NOTES[m.status], "muted status-" + m.status);
     }
   });
+  loadAttachments().catch(() => {});
+  if (conv.model) $("#model").value = conv.model;
+  $("#collection").value = conv.collection || "";
+  state.ragK = conv.rag_k || null;
+  state.think = conv.think !== false;
+  document.body.classList.toggle("hide-thinking", !state.think);
+  markLast();
 }
 
-// Split an SSE byte stream into {event, data} records.
-async function* sseEvents(response) {
-  const reader = response.body.getReader();
-  const decoder = new TextDecoder();
-  let buffer = "";
-  for (;;) {
-    const { value, done } = await reader.read();
-    if (done) return;
-    buffer += decoder.decode(value, { stream: true }).replace(/\r\n/g, "\n");
-    let cut;
-    while ((cut = buffer.indexOf("\n\n")) >= 0) {
-      const record = buffer.slice(0, cut);
-      buffer = buffer.slice(cut + 2);
-      let name = "message";
-      const data = [];
-      record.split("\n").forEach((line) => {
-        if (line.startsWith("event:")) name = line.slice(6).trim();
-        else if (line.startsWith("data:")) data.push(line.slice(5).replace(/^ /, ""));
-      });
-      if (data.length) yield { event: name, data: JSON.parse(data.join("\n")) };
-    }
+async function openConversation(id) {
+  try {
+    renderConversation(await api("GET", "/api/conversations/" + encodeURIComponent(id)));
+    history.replaceState(null, "", "#" + id);
+  } catch (err) {
+    if (err.status === 404) { renderConversation(null); history.replaceState(null, "", "/"); }
+    else showError(err);
   }
+  highlightCurrent();
+  if (window.matchMedia("(max-width: 700px)").matches) document.body.classList.remove("sidebar-open");
+}
+
+function highlightCurrent() {
+  document.querySelectorAll("#conversations li").forEach((li) =>
+    li.classList.toggle("current", li.dataset.id === state.current));
+}
+
+async function loadSidebar() {
+  const q = $("#search").value.trim();
+  const list = await api("GET", "/api/conversations?q=" + encodeURIComponent(q));
+  const ul = $("#conversations");
+  ul.replaceChildren();
+  list.data.forEach((c) => {
+    const li = el("li");
+    li.dataset.id = c.id;
+    const link = el("a", "title", c.title);
+    link.href = "#" + c.id;
+    link.addEventListener("click", (e) => { e.preventDefault(); if (!state.busy) openConversation(c.id); });
+    li.appendChild(link);
+    ul.appendChild(li);
+  });
+  if (!list.data.length) ul.appendChild(el("li", "empty", q ? "no chat matches" : "no chats yet"));
+  highlightCurrent();
+}
+
+function startEdit(wrap) {
+  if (state.busy || wrap.querySelector("textarea")) return;
+  const body = wrap.querySelector(".body");
+  const area = el("textarea", "edit-box");
+  area.value = wrap.dataset.text;
+  body.replaceChildren(area);
+  const save = button("Save and send", "save-edit", () => {
+    const text = area.value.trim();
+    if (!text) return;
+    // Everything after the edited message is replaced by the new answer.
+    let next = wrap.nextElementSibling;
+    while (next) { const after = next.nextElementSibling; next.remove(); next = after; }
+    const id = Number(wrap.dataset.id);
+    wrap.remove();
+    send({ message: text, edit: id });
+  });
+  const cancel = button("Cancel", "cancel-edit", () => { body.textContent = wrap.dataset.text; });
+  body.appendChild(save);
+  body.appendChild(cancel);
+  area.focus();
 }
 
 function setBusy(busy) {
@@ -87,9 +140,23 @@ function setBusy(busy) {
   $("#stop").disabled = !busy;
 }
 
-async function send(text) {
-  addMessage("user", text);
-  const wrap = addMessage("assistant", "");
+function showError(err) {
+  if (err.status === 503 || err.status === 504) {
+    setStatus("The model is unreachable right now: " + err.message + " Try again in a moment.", "error");
+  } else if (err.status === 429) {
+    setStatus("The queue is full: " + err.message, "error");
+  } else {
+    setStatus("Error: " + err.message, "error");
+  }
+}
+
+// One turn: {message}, {message, edit: id} or {regenerate: true}.
+async function send(action) {
+  if (action.message !== undefined) {
+    const userWrap = addMessage({ role: "user", content: action.message });
+    userWrap.classList.add("pending-id");
+  }
+  const wrap = addMessage({ role: "assistant", content: "" });
   wrap.classList.add("pending");
   const body = wrap.querySelector(".body");
   let answer = "";
@@ -98,20 +165,38 @@ async function send(text) {
   state.controller = controller;
   setBusy(true);
   setStatus("connecting…", "connecting");
+  const request = { conversation_id: state.current, model: $("#model").value || null,
+    collection: $("#collection").value, rag_k: state.ragK, think: state.think, ...action };
+  let command = null;
   try {
     const response = await fetch("/api/chat", {
       method: "POST", headers: { "Content-Type": "application/json" },
-      body: JSON.stringify({ message: text, model: $("#model").value || null }),
-      signal: controller.signal,
+      body: JSON.stringify(request), signal: controller.signal,
     });
     if (!response.ok) throw envelopeError(response.status, await response.json().catch(() => ({})));
     for await (const ev of sseEvents(response)) {
-      if (ev.event === "status" && ev.data.state === "queued") {
+      if (ev.event === "conversation") {
+        const fresh = state.current !== ev.data.id;
+        state.current = ev.data.id;
+        wrap.dataset.id = ev.data.answer_id;
+        history.replaceState(null, "", "#" + ev.data.id);
+        if (fresh) { $("#conv-bar").hidden = false; $("#conv-title").textContent = ev.data.title; loadSidebar().catch(() => {}); }
+      } else if (ev.event === "command") {
+        command = ev.data;
+        answer = command.text;
+        wrap.classList.add("command");
+        applyCommand(command);
+      } else if (ev.event === "status" && ev.data.state === "queued") {
         setStatus("waiting in queue: position " + ev.data.position, "queued");
+      } else if (ev.event === "status" && ev.data.state === "fetching") {
+        setStatus("reading " + ev.data.url + "…", "connecting");
       } else if (ev.event === "status") {
         setStatus("generating…", "generating");
       } else if (ev.event === "notice") {
         addNotice(wrap, ev.data.message, ev.data.code);
+      } else if (ev.event === "thinking") {
+        const box = thinkingBlock(wrap);
+        box.textContent += ev.data.text;
       } else if (ev.event === "token") {
         answer += ev.data.text;
         if (!frame) frame = requestAnimationFrame(() => { frame = 0; renderMarkdown(body, answer); });
@@ -128,36 +213,144 @@ async function send(text) {
     if (err.name === "AbortError") {
       setStatus("stopped", "");
       addNotice(wrap, "stopped", "muted");
-    } else if (err.status === 503 || err.status === 504) {
-      setStatus("The model is unreachable right now: " + err.message + " Try again in a moment.", "error");
-    } else if (err.status === 429) {
-      setStatus("The queue is full: " + err.message, "error");
     } else {
-      setStatus("Error: " + err.message, "error");
+      showError(err);
     }
   } finally {
     if (frame) cancelAnimationFrame(frame);
     renderMarkdown(body, answer);
+    wrap.dataset.text = answer;
     wrap.classList.remove("pending");
     state.controller = null;
     setBusy(false);
   }
+  if (command) {  // answered here, not stored: the chat stays as it is on screen
+    if (command.action === "reset") startNewChat("new chat");
+    return;
+  }
+  // The stored ids (for edit) and the new order of the sidebar.
+  if (state.current) {
+    for (let i = 0; i < 20; i++) {  // a stopped answer is stored a moment after Stop
+      const conv = await api("GET", "/api/conversations/" + state.current).catch(() => null);
+      const last = conv && conv.messages[conv.messages.length - 1];
+      if (conv && !(last && last.status === "streaming")) { renderConversation(conv); break; }
+      await new Promise((r) => setTimeout(r, 250));
+    }
+    highlightCurrent();
+    await loadSidebar().catch(() => {});
+  }
 }
 
-async function loadPickers(session) {
+// What a command changed: the pickers and the choices sent with the next message.
+function applyCommand(command) {
+  const st = command.state || {};
+  const select = $("#model");
+  if (st.model && ![...select.options].some((o) => o.value === st.model)) {
+    const o = el("option", "", st.model); o.value = st.model; select.appendChild(o);
+  }
+  if (st.model) select.value = st.model;
+  const cols = $("#collection");
+  if (st.collection && ![...cols.options].some((o) => o.value === st.collection)) {
+    const o = el("option", "", st.collection); o.value = st.collection; cols.appendChild(o);
+  }
+  cols.value = st.collection || "";
+  state.ragK = st.rag_k || null;
+  state.think = st.think !== false;
+  document.body.classList.toggle("hide-thinking", !state.think);
+}
+
+function startNewChat(note) {
+  if (state.controller) state.controller.abort();
+  renderConversation(null);
+  history.replaceState(null, "", "/");
+  highlightCurrent();
+  state.ragK = null;
+  setStatus(note, "");
+}
+
+// The hint list under the box while it holds the start of a command.
+function showHints() {
+  const text = $("#input").value;
+  const ul = $("#command-hints");
+  const word = text.split(/\s/)[0].toLowerCase();
+  const named = /\s/.test(text);  // past the name: the hints of that command only
+  const matches = text.startsWith("/") && !text.includes("\n") ? state.commands.filter((c) =>
+    named ? c.usage.split(" ")[0] === word : c.usage.startsWith(word)) : [];
+  ul.replaceChildren();
+  matches.forEach((c) => {
+    const li = el("li");
+    li.setAttribute("role", "option");
+    li.appendChild(el("code", "", c.usage));
+    li.appendChild(document.createTextNode(c.description));
+    li.addEventListener("mousedown", (e) => {
+      e.preventDefault();
+      $("#input").value = c.usage.split(" ")[0] + (c.usage.includes(" ") ? " " : "");
+      $("#input").focus();
+      showHints();
+    });
+    ul.appendChild(li);
+  });
+  ul.hidden = !matches.length;
+}
+
+// Files attached to the current chat: chips above the box.
+function showAttachments(files) {
+  const ul = $("#attachments");
+  ul.replaceChildren();
+  files.forEach((f) => {
+    const li = el("li", "", f.name + (f.indexed ? " (indexed)" : ""));
+    li.title = f.chars + " characters";
+    ul.appendChild(li);
+  });
+  ul.hidden = !files.length;
+}
+
+async function loadAttachments() {
+  if (!state.current) { showAttachments([]); return; }
+  const list = await api("GET", "/api/attachments?conversation_id=" + encodeURIComponent(state.current));
+  showAttachments(list.data);
+}
+
+async function attachFile(file) {
+  if (!file || state.busy) return;
+  const form = new FormData();
+  form.append("file", file, file.name);
+  if (state.current) form.append("conversation_id", state.current);
+  setBusy(true);
+  setStatus("reading " + file.name + "…", "connecting");
+  try {
+    const response = await fetch("/api/attachments", { method: "POST", body: form });
+    const data = await response.json().catch(() => ({}));
+    if (!response.ok) throw envelopeError(response.status, data);
+    if (state.current !== data.conversation_id) {
+      state.current = data.conversation_id;
+      history.replaceState(null, "", "#" + data.conversation_id);
+      $("#conv-bar").hidden = false;
+      $("#conv-title").textContent = file.name;
+      await loadSidebar().catch(() => {});
+    }
+    await loadAttachments();
+    setStatus("attached " + data.attachment.name + (data.attachment.indexed ? " (indexed for this chat)" : ""), "");
+  } catch (err) {
+    showError(err);
+  } finally {
+    setBusy(false);
+  }
+}
+
+async function loadPickers(me) {
   try {
     const models = await api("GET", "/api/models");
     const select = $("#model");
     select.replaceChildren();
     models.data.forEach((m) => { const o = el("option", "", m.id); o.value = m.id; select.appendChild(o); });
-    select.value = session.model;
+    select.value = me.default_model;
   } catch (err) {
     setStatus("The model is unreachable right now: " + err.message, "error");
   }
   try {
     const cols = await api("GET", "/api/collections");
     cols.data.forEach((c) => { const o = el("option", "", c.name); o.value = c.name; $("#collection").appendChild(o); });
-    $("#collection").value = session.collection || "";
   } catch (err) {
     const o = el("option", "", "(document service unavailable)");
     o.disabled = true;
@@ -165,30 +358,71 @@ async function loadPickers(session) {
   }
 }
 
+function patchCurrent(fields) {
+  if (state.current) api("PATCH", "/api/conversations/" + state.current, fields).catch(showError);
+}
+
 async function init() {
-  const session = await api("GET", "/api/session");
-  $("#agent").textContent = session.agent;
-  renderHistory(session);
-  loadPickers(session);
+  state.me = await showUser();
+  $("#agent").textContent = state.me.agent;
+  await loadPickers(state.me);
+  const id = location.hash.slice(1);
+  await loadSidebar();
+  if (id) await openConversation(id);
   $("#composer").addEventListener("submit", (e) => {
     e.preventDefault();
     const text = $("#input").value.trim();
     if (!text || state.busy) return;
     $("#input").value = "";
-    send(text);
+    $("#command-hints").hidden = true;
+    send({ message: text });
   });
   $("#input").addEventListener("keydown", (e) => {
     if (e.key === "Enter" && !e.shiftKey) { e.preventDefault(); $("#composer").requestSubmit(); }
   });
   $("#stop").addEventListener("click", () => { if (state.controller) state.controller.abort(); });
-  $("#new-chat").addEventListener("click", async () => {
-    if (state.controller) state.controller.abort();
-    renderHistory(await api("POST", "/api/session/new"));
-    setStatus("new chat", "");
+  $("#new-chat").addEventListener("click", () => startNewChat("new chat"));
+  $("#attach").addEventListener("click", () => $("#attach-file").click());
+  $("#attach-file").addEventListener("change", () => {
+    const file = $("#attach-file").files[0];
+    $("#attach-file").value = "";
+    attachFile(file);
   });
-  $("#model").addEventListener("change", () => api("PATCH", "/api/session", { model: $("#model").value }));
-  $("#collection").addEventListener("change", () =>
-    api("PATCH", "/api/session", { collection: $("#collection").value }));
+  const pane = document.querySelector(".pane");
+  pane.addEventListener("dragover", (e) => { e.preventDefault(); pane.classList.add("dropping"); });
+  pane.addEventListener("dragleave", () => pane.classList.remove("dropping"));
+  pane.addEventListener("drop", (e) => {
+    e.preventDefault();
+    pane.classList.remove("dropping");
+    if (e.dataTransfer && e.dataTransfer.files.length) attachFile(e.dataTransfer.files[0]);
+  });
+  $("#input").addEventListener("input", showHints);
+  $("#input").addEventListener("blur", () => { $("#command-hints").hidden = true; });
+  api("GET", "/api/commands").then((r) => { state.commands = r.data; }).catch(() => {});
+  $("#search").addEventListener("input", () => {
+    clearTimeout(state.searchTimer);
+    state.searchTimer = setTimeout(() => loadSidebar().catch(showError), 200);
+  });
+  $("#rename").addEventListener("click", async () => {
+    const title = prompt("New title", $("#conv-title").textContent);
+    if (!title || !title.trim()) return;
+    const conv = await api("PATCH", "/api/conversations/" + state.current, { title: title.trim() });
+    $("#conv-title").textContent = conv.title;
+    await loadSidebar();
+  });
+  $("#delete").addEventListener("click", async () => {
+    if (!confirm("Delete this chat?")) return;
+    await api("DELETE", "/api/conversations/" + state.current);
+    renderConversation(null);
+    history.replaceState(null, "", "/");
+    await loadSidebar();
+    setStatus("chat deleted", "");
+  });
+  $("#toggle-sidebar").addEventListener("click", () => document.body.classList.toggle("sidebar-open"));
+  $("#model").addEventListener("change", () => patchCurrent({ model: $("#model").value }));
+  $("#collection").addEventListener("change", () => patchCurrent({ collection: $("#collection").value }));
+  if ($("#status").dataset.kind !== "error") setStatus("ready", "");
+  document.body.dataset.ready = "1";
 }
 
 init().catch((err) => setStatus("Error: " + err.message, "error"));

@@ -3,34 +3,63 @@
 from __future__ import annotations
 
 import concurrent.futures
+import json
 import time
 
 import httpx
 import openai
 import pytest
 
-from tests.chatbot.conftest import DEAD_URL, answer_of, chat_events, chatbot_env
+from tests.chatbot.conftest import answer_of, chat_events, chatbot_env, conversation_of
 from tests.utils.procs import ServiceProcess
 
 pytestmark = pytest.mark.slow
 
 
-def test_ui_chat_streams_and_remembers_the_previous_turn(chatbot: ServiceProcess) -> None:
+def test_ui_chat_streams_stores_and_remembers_the_previous_turn(chatbot: ServiceProcess) -> None:
     with httpx.Client(base_url=chatbot.url, timeout=120) as client:
         first = chat_events(client, "Remember the word banana.")
         names = [name for name, _ in first]
-        assert names[0] == "status" and names.count("token") > 1 and names[-1] == "done"
-        assert "tinyllm_session" in client.cookies
-        second = chat_events(client, "Which word did I ask you to remember?")
+        assert names[:2] == ["conversation", "status"] and names.count("token") > 1
+        assert names[-1] == "done"
+        cid = conversation_of(first)
+        second = chat_events(client, "Which word did I ask you to remember?",
+                             conversation_id=cid)
+        assert conversation_of(second) == cid
         assert "banana" in answer_of(second).lower()
-        history = client.get("/api/session").json()["messages"]
-        assert [m["role"] for m in history] == ["user", "assistant"] * 2
-        # Another session never sees this one's messages.
-        with httpx.Client(base_url=chatbot.url, timeout=30) as other:
-            assert other.get("/api/session").json()["messages"] == []
-            alone = chat_events(other, "Which word did I ask you to remember?")
-            assert "banana" not in answer_of(alone).lower()
-        assert client.post("/api/session/new").json()["messages"] == []
+        conv = client.get(f"/api/conversations/{cid}").json()
+        assert [m["role"] for m in conv["messages"]] == ["user", "assistant"] * 2
+        assert conv["messages"][3]["content"] == answer_of(second)
+        assert conv["messages"][3]["status"] == "complete"
+        assert conv["title"] == "Remember the word banana."
+        listed = client.get("/api/conversations").json()["data"]
+        assert listed[0]["id"] == cid
+        # A new conversation does not see the first one's messages.
+        alone = chat_events(client, "Which word did I ask you to remember?")
+        assert conversation_of(alone) != cid
+        assert "banana" not in answer_of(alone).lower()
+
+
+def test_regenerate_and_edit_replace_the_rest(chatbot: ServiceProcess) -> None:
+    with httpx.Client(base_url=chatbot.url, timeout=120) as client:
+        cid = conversation_of(chat_events(client, "Say the word apple."))
+        chat_events(client, "Now say the word pear.", conversation_id=cid)
+        again = chat_events(client, regenerate=True, conversation_id=cid)
+        msgs = client.get(f"/api/conversations/{cid}").json()["messages"]
+        assert len(msgs) == 4 and msgs[-1]["content"] == answer_of(again)
+        assert msgs[-2]["content"] == "Now say the word pear."
+        edited = chat_events(client, "Say the word plum.", conversation_id=cid,
+                             edit=msgs[0]["id"])
+        msgs = client.get(f"/api/conversations/{cid}").json()["messages"]
+        assert [m["content"] for m in msgs] == ["Say the word plum.", answer_of(edited)]
+        r = client.post("/api/chat", json={"conversation_id": cid, "message": "x",
+                                           "edit": 999999})
+        events = r.text
+        assert "message_not_found" in events
+        r = client.post("/api/chat", json={"regenerate": True})
+        assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_value"
+        r = client.post("/api/chat", json={"conversation_id": "0" * 32, "message": "x"})
+        assert r.status_code == 404 and r.json()["error"]["code"] == "conversation_not_found"
 
 
 def test_persona_knows_todays_date(chatbot: ServiceProcess) -> None:
@@ -42,8 +71,7 @@ def test_persona_knows_todays_date(chatbot: ServiceProcess) -> None:
 
 def test_rag_down_still_answers_and_says_so(chatbot: ServiceProcess) -> None:
     with httpx.Client(base_url=chatbot.url, timeout=120) as client:
-        client.patch("/api/session", json={"collection": "manuals"})
-        events = chat_events(client, "Say hello.")
+        events = chat_events(client, "Say hello.", collection="manuals")
         notices = [data["code"] for name, data in events if name == "notice"]
         assert notices == ["rag_unavailable"] and answer_of(events)
         r = client.get("/api/collections")
@@ -95,7 +123,14 @@ def test_ui_limits(chatbot: ServiceProcess) -> None:
     assert "unsafe-inline" not in page.headers["content-security-policy"]
 
 
-def test_four_concurrent_streams_complete_in_full(chatbot: ServiceProcess) -> None:
+def test_four_concurrent_streams_complete_in_full(chatbot: ServiceProcess,
+                                                  llm_server: ServiceProcess) -> None:
+    direct = openai.OpenAI(base_url=llm_server.url + "/v1", api_key="x", max_retries=0)
+    want = direct.chat.completions.create(
+        model="smollm2-135m-instruct", max_tokens=48, temperature=0,
+        messages=[{"role": "user", "content": "Count from one to twenty in words."}])
+    want_text = want.choices[0].message.content
+
     def one(i: int) -> tuple[str, str | None]:
         sdk = openai.OpenAI(base_url=chatbot.url + "/v1", api_key="x", max_retries=0)
         text, finish = "", None
@@ -109,8 +144,10 @@ def test_four_concurrent_streams_complete_in_full(chatbot: ServiceProcess) -> No
 
     with concurrent.futures.ThreadPoolExecutor(4) as pool:
         results = list(pool.map(one, range(4)))
-    assert all(finish in ("stop", "length") for _, finish in results)
-    assert len({text for text, _ in results}) == 1  # nobody's stream was cut short
+    assert all(finish == want.choices[0].finish_reason for _, finish in results)
+    # Each answer is the whole direct answer: nobody's stream was cut short or mixed.
+    assert len(want_text) > 40
+    assert [text for text, _ in results] == [want_text] * 4
 
 
 def test_full_queue_answers_429(llm_server: ServiceProcess) -> None:
@@ -125,17 +162,23 @@ def test_full_queue_answers_429(llm_server: ServiceProcess) -> None:
                     c2.stream("POST", "/api/chat", json={"message": "hi"}) as waiting:
                 assert waiting.status_code == 200  # queued, position 1
                 lines = waiting.iter_lines()
-                assert '"queued"' in next(line for line in lines if line.startswith("data:"))
+                # The conversation is stored first, then the place in the queue is reported.
+                assert next(line for line in lines if '"queued"' in line)
                 extra = client.post("/v1/chat/completions", json={**body, "stream": False})
                 assert extra.status_code == 429 and extra.headers["retry-after"]
                 assert extra.json()["error"]["code"] == "queue_full"
                 assert extra.json()["error"]["type"] == "rate_limit_error"
             # The waiting user went away: their place in the queue is freed at once.
             deadline = time.monotonic() + 5
-            while client.get("/health").json()["queue"]["waiting"] and \
-                    time.monotonic() < deadline:
+            while waiting_count(client) and time.monotonic() < deadline:
                 time.sleep(0.1)
-            assert client.get("/health").json()["queue"]["waiting"] == 0
+            assert waiting_count(client) == 0
+
+
+def waiting_count(client: httpx.Client) -> int:
+    status = client.get("/api/admin/status")
+    assert status.status_code == 200, status.text
+    return status.json()["queue"]["waiting"]
 
 
 def test_llmserver_down_gives_503_fast_and_recovers(tmp_path) -> None:  # noqa: ANN001
@@ -150,10 +193,18 @@ def test_llmserver_down_gives_503_fast_and_recovers(tmp_path) -> None:  # noqa: 
             start = time.monotonic()
             r = client.post(url, json=body)
             assert time.monotonic() - start < 2
-            assert r.status_code == 503 and r.headers["retry-after"]
-            assert r.json()["error"]["code"] == "upstream_unavailable"
-        assert client.get("/health").status_code == 503
+            if r.status_code == 200:  # the browser chat found out inside its stream
+                assert url == "/api/chat" and "event: error" in r.text
+                error = json.loads(r.text.split("event: error")[1].split("data:")[1]
+                                   .split("\n")[0])
+                assert error["status"] == 503
+            else:  # marked down already: refused before any stream starts
+                assert r.status_code == 503 and r.headers["retry-after"]
+                error = r.json()
+            assert error["error"]["code"] == "upstream_unavailable"
+        health = client.get("/health")
+        assert health.status_code == 503 and health.json() == {"status": "unavailable"}
         llm.start()
         time.sleep(1.1)  # CHATBOT_RETRY_DOWN_S
         assert answer_of(chat_events(client, "Hi again"))
-    assert DEAD_URL
+        assert client.get("/health").json() == {"status": "ok"}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,7 +11,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.chatbot.conftest import chatbot_env
+from tests.chatbot.conftest import chat_events, chatbot_env
+from tests.chatbot.fake_llm import fake_llm
 from tests.utils.procs import ServiceProcess
 
 pytestmark = pytest.mark.slow
@@ -21,13 +23,17 @@ FACT = ("Glimmerfjord harbour notes. The lighthouse of Glimmerfjord was painted 
 
 
 @pytest.fixture(scope="module")
-def stack(llm_server: ServiceProcess, tmp_path_factory: pytest.TempPathFactory
-          ) -> Iterator[ServiceProcess]:
+def rag_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]:
     data = tmp_path_factory.mktemp("chatbot-rag")
     with ServiceProcess("rag", "RAG_", env={"RAG_DATA_DIR": str(data), "QDRANT_URL": ""},
-                        health_timeout=180) as rag, \
-            ServiceProcess("chatbot", "CHATBOT_", env=chatbot_env(
-                llm_server.url, CHATBOT_RAG_URL=rag.url)) as bot:
+                        health_timeout=180) as rag:
+        yield rag
+
+
+@pytest.fixture(scope="module")
+def stack(llm_server: ServiceProcess, rag_service: ServiceProcess) -> Iterator[ServiceProcess]:
+    with ServiceProcess("chatbot", "CHATBOT_", env=chatbot_env(
+            llm_server.url, CHATBOT_RAG_URL=rag_service.url)) as bot:
         yield bot
 
 
@@ -64,24 +70,72 @@ def test_documents_proxy_and_answers_with_checked_sources(stack: ServiceProcess)
         answer = client.post("/v1/chat/completions", json=body).json()
         sources = answer["sources"]
         assert sources[0]["document"] == "glimmerfjord.txt" and "violet" in sources[0]["snippet"]
-        assert all(isinstance(s["cited"], bool) for s in sources)
-        assert isinstance(answer["invalid_citations"], list)
+        # Whatever the model wrote, every citation left names a retrieved source, and the
+        # sources marked cited are exactly those.
+        left = {int(n) for n in re.findall(r"\[(\d+)\]", answer["choices"][0]["message"]
+                                           ["content"])}
+        assert all(1 <= n <= len(sources) for n in left)
+        assert {s["n"] for s in sources if s["cited"]} == left
+        assert all(n > len(sources) or n < 1 for n in answer["invalid_citations"])
         lines = []
         with client.stream("POST", "/v1/chat/completions", json={**body, "stream": True}) as r:
             lines = [line[5:].strip() for line in r.iter_lines() if line.startswith("data:")]
         assert lines[-1] == "[DONE]"
         assert json.loads(lines[-2])["sources"][0]["document"] == "glimmerfjord.txt"
 
-        # The browser chat gets the same sources as an event.
-        client.patch("/api/session", json={"collection": "harbour"})
-        with client.stream("POST", "/api/chat", json={"message": "When was the lighthouse "
-                                                      "painted violet?"}) as r:
-            text = r.read().decode()
-        assert "event: sources" in text and "glimmerfjord.txt" in text
+        # The browser chat gets the same sources as an event, and stores them.
+        events = chat_events(client, "When was the lighthouse painted violet?",
+                             collection="harbour")
+        got = next(data for name, data in events if name == "sources")
+        assert got["sources"][0]["document"] == "glimmerfjord.txt"
+        cid = next(data["id"] for name, data in events if name == "conversation")
+        stored = client.get(f"/api/conversations/{cid}").json()
+        assert stored["collection"] == "harbour"
+        assert stored["messages"][1]["sources"][0]["document"] == "glimmerfjord.txt"
+        assert stored["messages"][1]["content"] == got["text"]
 
         doc_id = docs[0]["id"]
         assert client.delete(f"/api/collections/harbour/documents/{doc_id}").status_code == 200
         assert client.get("/api/collections/harbour/documents").json()["data"] == []
+
+
+CITES_7 = "The lighthouse is violet [1], as the harbour notes say [7]."
+
+
+def test_a_citation_to_a_chunk_not_retrieved_is_removed_and_listed(
+        rag_service: ServiceProcess) -> None:
+    """A scripted upstream cites [7] while one source was retrieved: [7] goes, [1] stays."""
+    with fake_llm(CITES_7) as llm, ServiceProcess("chatbot", "CHATBOT_", env=chatbot_env(
+            llm, CHATBOT_RAG_URL=rag_service.url, CHATBOT_RAG_K="1",
+            CHATBOT_DEFAULT_MODEL="scripted")) as bot, \
+            httpx.Client(base_url=bot.url, timeout=120) as client:
+        assert client.post("/api/collections", json={"name": "cites"}).status_code == 200
+        upload(client, "cites", "glimmerfjord.txt", FACT)
+        body = {"messages": [{"role": "user", "content": "What colour is the lighthouse?"}],
+                "collections": ["cites"]}
+        answer = client.post("/v1/chat/completions", json=body).json()
+        assert answer["choices"][0]["message"]["content"] == \
+            "The lighthouse is violet [1], as the harbour notes say."
+        assert answer["invalid_citations"] == [7]
+        assert [(s["n"], s["cited"]) for s in answer["sources"]] == [(1, True)]
+        # `collection` (one) means the same as `collections` (a list).
+        same = client.post("/v1/chat/completions", json={**body, "collections": None,
+                                                         "collection": "cites"}).json()
+        assert same["invalid_citations"] == [7] and same["sources"] == answer["sources"]
+        with client.stream("POST", "/v1/chat/completions", json={**body, "stream": True}) as r:
+            lines = [line[5:].strip() for line in r.iter_lines() if line.startswith("data:")]
+        assert lines[-1] == "[DONE]"
+        last = json.loads(lines[-2])
+        assert last["invalid_citations"] == [7] and last["sources"][0]["cited"] is True
+        # The browser chat: the cleaned text in the sources event and in the stored answer.
+        events = chat_events(client, "What colour is the lighthouse?", collection="cites")
+        got = next(data for name, data in events if name == "sources")
+        assert got["text"] == "The lighthouse is violet [1], as the harbour notes say."
+        assert got["invalid"] == [7] and got["cited"] == [1]
+        cid = next(data["id"] for name, data in events if name == "conversation")
+        stored = client.get(f"/api/conversations/{cid}").json()["messages"][1]
+        assert stored["content"] == got["text"]
+        assert stored["meta"]["invalid_citations"] == [7]
 
 
 @pytest.mark.browser
@@ -111,8 +165,8 @@ def test_documents_page_upload_list_delete_then_ask(stack: ServiceProcess, tmp_p
 
         page.goto(stack.url + "/")
         expect(page.locator("#collection option[value=pagecol]")).to_be_attached(timeout=30_000)
+        page.wait_for_selector("body[data-ready]")
         page.select_option("#collection", "pagecol")
-        page.wait_for_timeout(300)  # the PATCH that stores the choice
         page.fill("#input", "What colour is the lighthouse?")
         page.press("#input", "Enter")
         expect(page.locator(".message.assistant .sources li").first).to_contain_text(

@@ -9,8 +9,8 @@ import pytest
 
 from chatbot.llm import LLMClient
 from chatbot.queue import FairQueue, Upstream
-from chatbot.sessions import trim
-from tests.chatbot.conftest import answer_of, chat_events
+from chatbot.history import trim
+from tests.chatbot.conftest import answer_of, chat_events, conversation_of
 from tests.utils.procs import ServiceProcess
 
 pytestmark = pytest.mark.slow
@@ -46,10 +46,12 @@ def test_trim_with_the_real_tokenizer_keeps_the_system_prompt(llm_server: Servic
 def test_long_conversation_is_trimmed_visibly_and_still_answers(chatbot: ServiceProcess) -> None:
     with httpx.Client(base_url=chatbot.url, timeout=120) as client:
         notices: list[str] = []
+        cid = None
         for i in range(3):
-            events = chat_events(client, f"Part {i}: {LONG} Reply with OK.")
+            events = chat_events(client, f"Part {i}: {LONG} Reply with OK.", conversation_id=cid)
+            cid = conversation_of(events)
             notices += [data["code"] for name, data in events if name == "notice"]
             assert answer_of(events) and events[-1][0] == "done"
         assert "history_trimmed" in notices
         # Trimming only shapes what the model sees; the page keeps the whole conversation.
-        assert len(client.get("/api/session").json()["messages"]) == 6
+        assert len(client.get(f"/api/conversations/{cid}").json()["messages"]) == 6

@@ -1,4 +1,4 @@
-"""Pure logic of the chatbot: the fair queue, trimming, citations, persona, sessions."""
+"""Pure logic of the chatbot: the fair queue, trimming, citations, persona, the browser guard."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 
 from chatbot.prompt import check_citations, sources_block, system_prompt
 from chatbot.queue import FairQueue, Upstream
-from chatbot.sessions import SessionStore, trim
+from chatbot.history import trim
 from services.errors import APIError
 
 
@@ -131,13 +131,51 @@ def test_persona_names_the_agent_and_today_and_fences_sources() -> None:
     assert block.count("SOURCES>>>") == 1
 
 
-def test_session_caps_and_expiry() -> None:
-    store = SessionStore(ttl_s=0.05, max_sessions=2)
-    a = store.create()
-    store.create()
-    with pytest.raises(APIError) as err:
-        store.create()
-    assert err.value.status == 503 and err.value.code == "too_many_sessions"
-    time.sleep(0.06)
-    assert store.get(a.id) is None
-    assert store.create().id != a.id
+def test_trim_counts_each_message_once() -> None:
+    calls: list[int] = []
+
+    async def count(messages: list[dict]) -> tuple[int, int]:
+        calls.append(len(messages))
+        return sum(len(m["content"].split()) + 4 for m in messages), 1000
+
+    system = {"role": "system", "content": "sys"}
+    history = []
+    for i in range(100):
+        history += [{"role": "user", "content": f"q{i} " * 20},
+                    {"role": "assistant", "content": f"a{i} " * 20}]
+    history.append({"role": "user", "content": "last"})
+    messages, dropped, tokens = run(trim(system, history, count, reserve=200))
+    assert tokens <= 800 and dropped > 150 and messages[-1]["content"] == "last"
+    # One count of the whole, one of the system prompt, one per message, one check at the end
+    # (the old loop counted the rest again after every drop: ~100 calls of ~100 messages).
+    assert len(calls) <= len(history) + 4
+    assert sum(calls) < 4 * len(history) + 20
+
+
+@pytest.mark.parametrize("headers,status,code", [
+    ({"host": "evil.example"}, 400, "host_not_allowed"),
+    ({"host": "127.0.0.1:5000", "origin": "https://evil.example"}, 403, "cross_site_request"),
+    ({"host": "127.0.0.1:5000", "origin": "null"}, 403, "cross_site_request"),
+    ({"host": "127.0.0.1:5000", "sec-fetch-site": "cross-site"}, 403, "cross_site_request"),
+    ({"host": "127.0.0.1:5000", "sec-fetch-site": "same-site"}, 403, "cross_site_request"),
+    ({"host": "127.0.0.1:5000", "content-type": "text/plain"}, 415, "unsupported_media_type"),
+    ({"host": "127.0.0.1:5000", "content-type": "application/x-www-form-urlencoded"}, 415,
+     "unsupported_media_type"),
+    ({"host": "127.0.0.1:5000", "content-type": "multipart/form-data; boundary=x"}, 415,
+     "unsupported_media_type"),
+    ({"host": "127.0.0.1:5000", "origin": "http://127.0.0.1:5000",
+      "sec-fetch-site": "same-origin", "content-type": "application/json"}, None, None),
+    ({"host": "localhost:5000", "content-type": "application/json"}, None, None),
+])
+def test_browser_guard(headers: dict, status: int | None, code: str | None) -> None:
+    from chatbot.guard import BrowserGuard
+
+    guard = BrowserGuard(None, ["127.0.0.1", "localhost", "[::1]"],
+                         multipart=lambda p: p.endswith("/documents"))
+    scope = {"type": "http", "method": "POST", "path": "/api/chat"}
+    refused = guard.refusal(scope, {"content-length": "2", **headers})
+    assert (refused.status, refused.code) == (status, code) if status else refused is None
+    upload = guard.refusal({**scope, "path": "/api/collections/a/documents"},
+                           {"host": "127.0.0.1", "content-length": "9",
+                            "content-type": "multipart/form-data; boundary=x"})
+    assert upload is None

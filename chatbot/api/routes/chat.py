@@ -1,109 +1,105 @@
-"""The browser chat's API: session history, new chat, models, and a streamed turn (SSE)."""
+"""The browser chat's API: one streamed turn (SSE) and the model list."""
 
 from __future__ import annotations
 
-import asyncio
+from collections.abc import AsyncIterator
 from typing import Any
 
-from fastapi import APIRouter, Request, Response
-from pydantic import BaseModel, Field
+from fastapi import APIRouter, Request
+from pydantic import BaseModel, Field, model_validator
 from sse_starlette import EventSourceResponse
 
 from services.errors import APIError
 
 from ... import chat as engine
-from ...config import Settings
-from ...sessions import Session, SessionStore
-from ..deps import LLMDep, RagDep, SessionsDep, SettingsDep
+from ... import commands, pipeline
+from ...store import conversations as repo
+from ..deps import DbDep, LLMDep, RagDep, SettingsDep, UserDep
+from .attachments import refuse_private
 
 router = APIRouter(prefix="/api", tags=["chat"])
-COOKIE = "tinyllm_session"
 
 
 class ChatIn(BaseModel):
-    message: str = Field(..., min_length=1)
+    conversation_id: str | None = Field(None, max_length=32,
+                                        description="None starts a new conversation.")
+    message: str | None = Field(None, min_length=1)
+    edit: int | None = Field(None, description="A message of yours to replace (with what "
+                                               "follows it) by `message`.")
+    regenerate: bool = Field(False, description="Answer the last question again.")
     model: str | None = Field(None, max_length=200)
+    collection: str | None = Field(None, max_length=200, description="Empty string: none.")
+    rag_k: int | None = Field(None, ge=1, le=commands.MAX_K,
+                              description="Chunks a question (a new chat; set by /rag).")
+    think: bool | None = Field(None, description="Show a thinking model's reasoning (a new "
+                                                 "chat; set by /think).")
+
+    @model_validator(mode="after")
+    def _one_action(self) -> ChatIn:
+        if self.regenerate == (self.message is not None):
+            raise ValueError("send either a message or regenerate")
+        if (self.edit is not None or self.regenerate) and self.conversation_id is None:
+            raise ValueError("edit and regenerate need a conversation_id")
+        return self
 
 
-class SessionIn(BaseModel):
-    model: str | None = Field(None, max_length=200)
-    collection: str | None = Field(None, max_length=200)
-
-
-def _session(request: Request, response: Response, store: SessionStore,
-             settings: Settings) -> Session:
-    session = store.get(request.cookies.get(COOKIE))
-    if session is None:
-        session = store.create()
-    response.set_cookie(COOKIE, session.id, httponly=True, samesite="strict",
-                        secure=settings.cookie_secure, max_age=int(settings.session_ttl_s))
-    return session
-
-
-def _view(session: Session, settings: Settings) -> dict[str, Any]:
-    return {"agent": settings.agent_name, "model": session.model or settings.default_model,
-            "collection": session.collection,
-            "messages": [{k: v for k, v in m.items()} for m in session.messages]}
-
-
-@router.get("/session")
-async def get_session(request: Request, response: Response, store: SessionsDep,
-                      settings: SettingsDep) -> dict[str, Any]:
-    """This browser's conversation (created on first visit)."""
-    return _view(_session(request, response, store, settings), settings)
-
-
-@router.patch("/session")
-async def update_session(body: SessionIn, request: Request, response: Response,
-                         store: SessionsDep, settings: SettingsDep) -> dict[str, Any]:
-    """Pick the model and the collection (empty string: none) for the next answers."""
-    session = _session(request, response, store, settings)
-    if body.model is not None:
-        session.model = body.model or None
-    if body.collection is not None:
-        session.collection = body.collection or None
-    return _view(session, settings)
-
-
-@router.post("/session/new")
-async def new_chat(request: Request, response: Response, store: SessionsDep,
-                   settings: SettingsDep) -> dict[str, Any]:
-    """Start over: forget the conversation, keep model and collection."""
-    session = _session(request, response, store, settings)
-    async with session.lock:
-        session.messages.clear()
-    return _view(session, settings)
+@router.get("/commands")
+async def command_list(_: UserDep) -> dict[str, Any]:
+    """The chat commands, for the hint list under the message box."""
+    return {"data": [{"usage": usage, "description": what}
+                     for usage, what in commands.COMMANDS]}
 
 
 @router.get("/models")
-async def models(llm: LLMDep) -> dict[str, Any]:
+async def models(_: UserDep, llm: LLMDep) -> dict[str, Any]:
     """The models llmserver serves (for the picker)."""
     return await llm.models()
 
 
 @router.post("/chat")
-async def chat(body: ChatIn, request: Request, response: Response, store: SessionsDep,
-               settings: SettingsDep, llm: LLMDep, rag: RagDep) -> EventSourceResponse:
-    """Answer one message as SSE events: notice, status, token, sources, done or error."""
-    if len(body.message) > settings.max_message_chars:
+async def chat(body: ChatIn, request: Request, user: UserDep, settings: SettingsDep,
+               db: DbDep, llm: LLMDep, rag: RagDep) -> EventSourceResponse:
+    """Answer as SSE events: conversation, notice, status, token, sources, done or error."""
+    if body.message is not None and len(body.message) > settings.max_message_chars:
         raise APIError(413, f"The message is longer than {settings.max_message_chars} "
                             "characters.", code="message_too_long", param="message")
-    session = _session(request, response, store, settings)
-    if len(session.messages) + 2 > settings.max_messages:
-        raise APIError(400, f"This chat reached {settings.max_messages} messages; start a "
-                            "new chat.", code="too_many_messages")
-    try:
-        # A stopped answer may take a moment to wind down; a parallel turn must not interleave.
-        await asyncio.wait_for(session.lock.acquire(), timeout=3)
-    except asyncio.TimeoutError:
-        raise APIError(409, "An answer is still being written in this chat.",
-                       code="answer_in_progress") from None
-    turn = engine.Turn(session, body.message, body.model or session.model
-                       or settings.default_model)
-    try:
-        await engine.prepare(turn, settings, llm, rag)
-    except BaseException:
-        session.lock.release()
-        raise
-    headers = {k: v for k, v in response.headers.items() if k.lower() == "set-cookie"}
-    return EventSourceResponse(engine.run(turn, settings, llm), headers=headers, ping=10)
+    model, collection = body.model, body.collection
+    options = {k: v for k, v in (("rag_k", body.rag_k), ("think", body.think)) if v is not None}
+    if body.conversation_id is not None:
+        conv = await db.run(lambda s: repo.get(s, user.id, body.conversation_id or ""))
+        if conv is None:
+            raise APIError(404, "No such conversation.", code="conversation_not_found")
+        model = model or conv.model
+        collection = conv.collection if collection is None else collection
+        options = {**(conv.options or {}), **options}
+    refuse_private(collection)  # a conversation's own files: only through that conversation
+    if body.edit is None and commands.is_command(body.message):
+        state = commands.State(model or settings.default_model, collection or None,
+                               int(options.get("rag_k") or settings.rag_k),
+                               bool(options.get("think", True)))
+        outcome = await commands.run(body.message or "", state, llm, rag)
+        if outcome.changed and body.conversation_id is not None:
+            new = outcome.state
+            await db.run(lambda s: _store_state(s, user.id, body.conversation_id or "", new))
+        return EventSourceResponse(_command_events(outcome))
+    pipeline.admit(llm)  # a full queue or no model server: a plain 429/503, nothing taken
+    turn = engine.TurnRequest(user.id, body.conversation_id, body.message, body.edit,
+                              model or settings.default_model, collection or None,
+                              {k: options[k] for k in ("rag_k", "think") if k in options})
+    return EventSourceResponse(pipeline.detached(engine.run_turn(turn, settings, db, llm, rag)),
+                               ping=10, send_timeout=settings.stream_idle_s)
+
+
+def _store_state(s: Any, user_id: int, conversation_id: str, state: commands.State) -> None:
+    conv = repo.get(s, user_id, conversation_id)
+    if conv is not None:
+        repo.update_fields(s, conv, model=state.model, collection=state.collection,
+                           options={**(conv.options or {}), "rag_k": state.rag_k,
+                                    "think": state.think})
+
+
+async def _command_events(outcome: commands.Outcome) -> AsyncIterator[dict[str, str]]:
+    """A command's answer as the chat's SSE events: one `command` event, then done."""
+    yield engine.event("command", {"command": outcome.command, "text": outcome.text,
+                                   "action": outcome.action, "state": outcome.state.view()})
+    yield engine.event("done", {"finish_reason": "command"})

@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field
 from services.errors import APIError
 
 from ..deps import RagDep
+from .attachments import is_private
 
 router = APIRouter(prefix="/api", tags=["documents"])
 
@@ -28,8 +29,10 @@ def _seg(value: str) -> str:
 
 @router.get("/collections")
 async def list_collections(rag: RagDep) -> Any:
-    """rag's collections."""
-    return await rag.call("GET", "/collections")
+    """rag's collections (not those of single conversations' attached files)."""
+    body = await rag.call("GET", "/collections")
+    body["data"] = [c for c in body.get("data", []) if not is_private(c.get("name"))]
+    return body
 
 
 @router.post("/collections")

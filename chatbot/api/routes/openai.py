@@ -1,20 +1,24 @@
-"""The OpenAI-compatible gateway: `/v1/models` and `/v1/chat/completions` through the queue."""
+"""The OpenAI-compatible endpoint: `/v1/models`, `/v1/chat/completions`, `/v1/completions`.
+
+Keys: the service key (CHATBOT_API_KEY) or a user's personal key.
+"""
 
 from __future__ import annotations
 
-from contextlib import AsyncExitStack
+from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse
 from sse_starlette import EventSourceResponse
 
-from services.auth import require_api_key
+from ... import commands, gateway, pipeline
+from ...auth import require_gateway_key
+from ...store import prompts as stored_prompts
+from ..deps import DbDep, LLMDep, RagDep, SettingsDep
+from .attachments import refuse_private
 
-from ... import gateway
-from ..deps import LLMDep, RagDep, SettingsDep
-
-router = APIRouter(prefix="/v1", tags=["openai"], dependencies=[Depends(require_api_key)])
+router = APIRouter(prefix="/v1", tags=["openai"], dependencies=[Depends(require_gateway_key)])
 
 
 @router.get("/models")
@@ -23,20 +27,42 @@ async def models(llm: LLMDep) -> dict[str, Any]:
     return await llm.models()
 
 
+async def _answer(req: gateway.ChatRequest | gateway.CompletionRequest, settings: SettingsDep,
+                  llm: LLMDep, rag: RagDep, db: DbDep) -> JSONResponse | EventSourceResponse:
+    for name in req.collection_list():
+        refuse_private(name)
+    command = gateway.command_of(req)
+    if command is not None and isinstance(req, gateway.ChatRequest):
+        outcome = await commands.run(command, gateway.command_state(req, settings), llm, rag)
+        reply = gateway.command_reply(outcome, req.stream)
+        if isinstance(reply, dict):
+            return JSONResponse(reply)
+        return EventSourceResponse(_sent(reply), ping=10)
+    edited = None  # the admin's prompts, from this request on
+    if req.collection_list() or req.chat_tools:
+        edited = await db.run(stored_prompts.edited)
+    prepared = await gateway.prepare(req, settings, rag, edited)
+    if not req.stream:
+        return JSONResponse(await gateway.complete(llm, prepared))
+    pipeline.admit(llm)
+    return EventSourceResponse(pipeline.detached(gateway.stream(llm, prepared)), ping=10,
+                               send_timeout=settings.stream_idle_s)
+
+
 @router.post("/chat/completions", response_model=None)
 async def chat_completions(req: gateway.ChatRequest, settings: SettingsDep, llm: LLMDep,
-                           rag: RagDep) -> JSONResponse | EventSourceResponse:
+                           rag: RagDep, db: DbDep) -> JSONResponse | EventSourceResponse:
     """Chat completion (stream or not); `collection(s)` adds sources from rag."""
-    prepared = await gateway.prepare(req, settings, rag)
-    stack = AsyncExitStack()
-    try:
-        response = await gateway.open_upstream(llm, prepared, stack)
-        if req.stream:
-            return EventSourceResponse(gateway.stream(response, prepared, stack), ping=10)
-        try:
-            return JSONResponse(await gateway.complete(response, prepared))
-        finally:
-            await stack.aclose()
-    except BaseException:
-        await stack.aclose()
-        raise
+    return await _answer(req, settings, llm, rag, db)
+
+
+@router.post("/completions", response_model=None)
+async def completions(req: gateway.CompletionRequest, settings: SettingsDep, llm: LLMDep,
+                      rag: RagDep, db: DbDep) -> JSONResponse | EventSourceResponse:
+    """Text completion (stream or not), as llmserver serves it."""
+    return await _answer(req, settings, llm, rag, db)
+
+
+async def _sent(lines: list[str]) -> AsyncIterator[dict[str, str]]:
+    for data in lines:
+        yield {"data": data}

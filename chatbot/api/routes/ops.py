@@ -1,23 +1,26 @@
-"""Health of the chatbot: ready when some llmserver answers; rag is reported, not required."""
+"""Health of the chatbot: ready when some llmserver answers and the database does.
+
+The public learns only ok or not; the details are the admin's (`/api/admin/status`).
+"""
 
 from __future__ import annotations
 
 import asyncio
-import json
 
 import httpx
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
+from sqlalchemy import text
 
-from services.health import OK, health_response
+from services.health import OK
 
 from ...llm import root_of
-from ..deps import LLMDep, RagDep
+from ..deps import DbDep, LLMDep
 
 router = APIRouter(tags=["ops"])
 
 
-async def _probe(http: httpx.AsyncClient, url: str) -> str:
+async def probe(http: httpx.AsyncClient, url: str) -> str:
     try:
         response = await http.get(root_of(url) + "/health", timeout=2)
     except httpx.HTTPError:
@@ -25,18 +28,19 @@ async def _probe(http: httpx.AsyncClient, url: str) -> str:
     return OK if response.status_code == 200 else f"status {response.status_code}"
 
 
+def _db_ok(session) -> bool:  # noqa: ANN001
+    return session.execute(text("SELECT 1")).scalar() == 1
+
+
 @router.get("/health")
-async def health(llm: LLMDep, rag: RagDep) -> JSONResponse:
-    """200 when at least one llmserver is ready; rag down only degrades answers."""
-    urls = [u.url for u in llm.queue.upstreams]
-    states = await asyncio.gather(*(_probe(llm.http, url) for url in urls), rag.health())
-    llm_states, rag_state = dict(zip(urls, states[:-1], strict=False)), states[-1]
-    overall = OK if OK in llm_states.values() else "unavailable"
-    response = health_response("chatbot", {"llmserver": overall})
-    body = json.loads(bytes(response.body))
-    body["upstreams"] = llm_states
-    body["optional"] = {"rag": rag_state}
-    body["queue"] = llm.queue.snapshot()
-    return JSONResponse(body, status_code=response.status_code,
-                        headers={k: v for k, v in response.headers.items()
-                                 if k.lower() == "retry-after"})
+async def health(llm: LLMDep, db: DbDep) -> JSONResponse:
+    """200 {"status": "ok"} when a model server and the database answer; 503 otherwise."""
+    states = await asyncio.gather(*(probe(llm.http, u.url) for u in llm.queue.upstreams))
+    try:
+        db_ok = await asyncio.wait_for(db.run(_db_ok), timeout=5)
+    except Exception:  # any database failure is simply "not ok" here
+        db_ok = False
+    ready = OK in states and db_ok
+    return JSONResponse({"status": "ok" if ready else "unavailable"},
+                        status_code=200 if ready else 503,
+                        headers={} if ready else {"Retry-After": "2"})

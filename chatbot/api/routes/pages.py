@@ -21,8 +21,10 @@ VENDOR = {
     "highlight.js": "@highlightjs/cdn-assets/highlight.min.js",
     "highlight.css": "@highlightjs/cdn-assets/styles/github.min.css",
 }
-PAGES = {"": "index.html", "documents": "documents.html"}
-ASSETS = {"app.js", "documents.js", "common.js", "style.css"}
+PAGES = {"": "index.html", "documents": "documents.html", "login": "login.html",
+         "settings": "settings.html"}
+ASSETS = {"app.js", "render.js", "documents.js", "login.js", "settings.js", "common.js",
+          "style.css"}
 
 
 def _file(path: Path) -> FileResponse:
@@ -41,6 +43,18 @@ async def index() -> FileResponse:
 async def documents_page() -> FileResponse:
     """The documents page: upload, list, delete."""
     return _file(STATIC / PAGES["documents"])
+
+
+@router.get("/login", include_in_schema=False)
+async def login_page() -> FileResponse:
+    """Log in, or create the first (admin) account."""
+    return _file(STATIC / PAGES["login"])
+
+
+@router.get("/settings", include_in_schema=False)
+async def settings_page() -> FileResponse:
+    """API keys; users and sign-up for the admin."""
+    return _file(STATIC / PAGES["settings"])
 
 
 @router.get("/static/{name}", include_in_schema=False)

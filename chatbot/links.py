@@ -1,0 +1,198 @@
+"""Links in the chat: fetch the page a message points at, safely, and hand back its text.
+
+The fetch can be aimed at anything a URL names, so it is bounded and fenced:
+- only http and https, at most FETCH_MAX_REDIRECTS hops, each checked like the first;
+- the host is resolved once and every address checked: loopback, link-local (cloud metadata
+  at 169.254.169.254), private, reserved and multicast addresses are refused unless
+  FETCH_ALLOW lists them; the connection then goes to the checked address (the URL's host
+  only travels as the Host header and TLS name), so a DNS answer that changes between check
+  and connect (rebinding) cannot reach anything else;
+- FETCH_MAX_BYTES and FETCH_TIMEOUT_S bound the body and the whole fetch;
+- HTML, text, PDF and DOCX only, extracted by rag's own extractors (`extracted_text`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import re
+import socket
+from dataclasses import dataclass
+from urllib.parse import urljoin, urlsplit, urlunsplit
+
+import httpx
+
+from services.errors import APIError
+
+from .config import Settings
+
+URL = re.compile(r"https?://[^\s<>\"'`]+", re.IGNORECASE)
+SUMMARIZE = re.compile(r"\bsummar(?:ize|ise|y)\b", re.IGNORECASE)
+TYPES = {"text/html": "page.html", "application/xhtml+xml": "page.html",
+         "text/plain": "page.txt", "text/markdown": "page.md", "application/pdf": "page.pdf",
+         "application/vnd.openxmlformats-officedocument.wordprocessingml.document": "page.docx"}
+IP = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+@dataclass
+class Page:
+    url: str  # where the text came from (after redirects)
+    text: str
+    kind: str
+    truncated: bool
+
+
+def link_in(message: str) -> str | None:
+    """The URL to summarize: the whole message is one URL, or it has one and asks to
+    summarize it."""
+    text = message.strip()
+    found = URL.findall(text)
+    if not found:
+        return None
+    url = found[0].rstrip(".,;:!?)]}")
+    if text.rstrip("/") == found[0].rstrip("/") or SUMMARIZE.search(text):
+        return url
+    return None
+
+
+def fetch_error(status: int, code: str, message: str) -> APIError:
+    return APIError(status, message, code=code, type="fetch_error", param="url")
+
+
+def allowed_networks(settings: Settings) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    nets = []
+    for part in settings.fetch_allow.split(","):
+        if part.strip():
+            nets.append(ipaddress.ip_network(part.strip(), strict=False))
+    return nets
+
+
+def public(ip: IP) -> bool:
+    """A globally routable unicast address (not loopback, link-local, private, CGNAT...)."""
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return public(ip.ipv4_mapped)
+    return ip.is_global and not ip.is_multicast
+
+
+async def resolve(host: str, port: int, settings: Settings) -> IP:
+    """One address of `host` that may be fetched; refused if any address is off limits."""
+    try:
+        literal: IP | None = ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        literal = None
+    if literal is not None:
+        addresses = [literal]
+    else:
+        try:
+            infos = await asyncio.get_running_loop().getaddrinfo(host, port,
+                                                                 type=socket.SOCK_STREAM)
+        except OSError as exc:
+            raise fetch_error(502, "fetch_dns_failed", f"The name {host} could not be "
+                              "resolved.") from exc
+        addresses = [ipaddress.ip_address(info[4][0].split("%")[0]) for info in infos]
+    if not addresses:
+        raise fetch_error(502, "fetch_dns_failed", f"The name {host} has no address.")
+    nets = allowed_networks(settings)
+    for ip in addresses:  # all of them: a name must not mix a public and a private address
+        if not public(ip) and not any(ip in net for net in nets):
+            raise fetch_error(403, "fetch_refused", f"Fetching {host} is not allowed: it "
+                              f"points at {ip}, a loopback, link-local or private address.")
+    return addresses[0]
+
+
+async def _get(client: httpx.AsyncClient, url: str, settings: Settings) -> httpx.Response:
+    """Open `url` on its checked address (the response is streaming, not yet read)."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise fetch_error(400, "fetch_bad_url", "Only http and https links can be fetched.")
+    if parts.username or parts.password:
+        raise fetch_error(400, "fetch_bad_url", "Links with a user name or password are not "
+                          "fetched.")
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    ip = await resolve(parts.hostname, port, settings)
+    netloc = (f"[{ip}]" if ip.version == 6 else str(ip)) + f":{port}"
+    target = urlunsplit((parts.scheme, netloc, parts.path or "/", parts.query, ""))
+    host = parts.hostname + (f":{parts.port}" if parts.port else "")
+    request = client.build_request("GET", target, headers={"Host": host},
+                                   extensions={"sni_hostname": parts.hostname})
+    try:
+        return await client.send(request, stream=True)
+    except httpx.TimeoutException:
+        raise
+    except httpx.HTTPError as exc:
+        raise fetch_error(502, "fetch_failed", f"{url} could not be fetched "
+                          f"({type(exc).__name__}).") from exc
+
+
+async def download(url: str, settings: Settings) -> tuple[str, bytes, str]:
+    """(final URL, body, content type) of `url`, every hop checked, body bounded."""
+    limit = settings.fetch_max_bytes
+    async with httpx.AsyncClient(timeout=settings.fetch_timeout_s, follow_redirects=False,
+                                 headers={"User-Agent": "TinyLLM-chatbot",
+                                          "Accept": ", ".join(TYPES)}) as client:
+        for _ in range(settings.fetch_max_redirects + 1):
+            response = await _get(client, url, settings)
+            try:
+                if response.is_redirect:
+                    url = urljoin(url, response.headers.get("location", ""))
+                    continue
+                if response.status_code >= 400:
+                    raise fetch_error(502, "fetch_status", f"{url} answered HTTP "
+                                      f"{response.status_code}.")
+                ctype = response.headers.get("content-type", "").split(";")[0].strip().lower()
+                if ctype not in TYPES:
+                    raise fetch_error(415, "fetch_unsupported_type", f"{url} is "
+                                      f"{ctype or 'of no stated type'}; only web pages, text, "
+                                      "PDF and DOCX can be summarized.")
+                if int(response.headers.get("content-length") or 0) > limit:
+                    raise too_large(url, limit)
+                body = bytearray()
+                async for piece in response.aiter_bytes():
+                    body += piece
+                    if len(body) > limit:
+                        raise too_large(url, limit)
+                return url, bytes(body), ctype
+            finally:
+                await response.aclose()
+    raise fetch_error(502, "fetch_too_many_redirects", f"{url} redirects more than "
+                      f"{settings.fetch_max_redirects} times.")
+
+
+def too_large(url: str, limit: int) -> APIError:
+    return fetch_error(413, "fetch_too_large", f"{url} is larger than {limit // 1000} kB; "
+                       "it was cut off and not summarized.")
+
+
+async def fetch_page(url: str, settings: Settings) -> Page:
+    """The text of the page at `url`, bounded to LINK_MAX_CHARS."""
+    try:
+        final, body, ctype = await asyncio.wait_for(download(url, settings),
+                                                    settings.fetch_timeout_s)
+    except (asyncio.TimeoutError, httpx.TimeoutException) as exc:
+        raise fetch_error(504, "fetch_timeout", f"{url} did not arrive within "
+                          f"{settings.fetch_timeout_s:g} s; it was cut off.") from exc
+    text, kind = await asyncio.to_thread(extracted_text, body, TYPES[ctype])
+    text = " ".join(text.split()) if kind != "text" else text.strip()
+    cut = len(text) > settings.link_max_chars
+    return Page(final, text[:settings.link_max_chars], kind, cut)
+
+
+def page_block(page: Page, intro: str) -> str:
+    """The page's text, clearly delimited as untrusted data, after the link prompt."""
+    text = page.text.replace("<<<", "<<").replace(">>>", ">>")
+    return f"{intro}\n<<<PAGE {page.url}\n{text}\nPAGE>>>"
+
+
+def extracted_text(data: bytes, filename: str) -> tuple[str, str]:
+    """(text, kind) through rag's extractors: its capped child process where it has one."""
+    try:
+        from rag.sandbox import extract_bounded  # type: ignore[import-not-found]
+
+        from rag.extract import Limits  # type: ignore[attr-defined]
+    except ImportError:  # rag before its sandbox: the same extractors, in process
+        from rag.config import Settings as RagSettings
+        from rag.extract import extract
+        result = extract(data, filename, RagSettings())
+    else:
+        result = extract_bounded(data, filename, Limits(timeout_s=30.0), 512 * 1024 * 1024)
+    return result.text, result.kind
