@@ -26,7 +26,11 @@ def packaged_model_dir() -> Path | None:
 
 
 class Embedder:
-    """Encodes texts to normalised vectors; one encode at a time (torch uses every core)."""
+    """Encodes texts to normalised vectors.
+
+    Batches (ingest) run one at a time, as torch uses every core for each; a query does not
+    queue behind them (`encode_query`).
+    """
 
     def __init__(self, model_dir: Path | None = None, batch_size: int = 32,
                  device: str = "cpu") -> None:
@@ -51,6 +55,8 @@ class Embedder:
         self.dim = int(getter())
         self.max_seq_length = int(model.max_seq_length)
         self.tokenizer = self._fast_tokenizer()
+        self._query_tokenizer = self._fast_tokenizer()
+        self._query_tokenizer.enable_truncation(self.max_seq_length)
         log.info("embedder %s loaded from %s (dim %d, max %d tokens)", self.name, self.path,
                  self.dim, self.max_seq_length)
 
@@ -73,6 +79,23 @@ class Embedder:
     def count_tokens(self, texts: list[str]) -> int:
         return sum(len(e.ids) for e in self.tokenizer.encode_batch(texts,
                                                                    add_special_tokens=True))
+
+    def encode_query(self, text: str) -> np.ndarray:
+        """One query's unit vector, without waiting for an ingest's batch (no lock).
+
+        Tokenised with a separate tokenizer object (the model's own one is not safe to share
+        between threads) and run through the model's modules directly.
+        """
+        import torch
+
+        enc = self._query_tokenizer.encode(text)
+        ids = torch.tensor([enc.ids])
+        features = {"input_ids": ids, "attention_mask": torch.tensor([enc.attention_mask]),
+                    "token_type_ids": torch.tensor([enc.type_ids])}
+        with torch.inference_mode():
+            out = self.model(features)["sentence_embedding"][0]
+            out = torch.nn.functional.normalize(out, dim=0)
+        return out.numpy().astype(np.float32)
 
     def encode(self, texts: list[str]) -> np.ndarray:
         """Unit-length float32 vectors, one row per text (blocking: call from a thread)."""

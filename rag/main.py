@@ -103,7 +103,7 @@ def create_app(settings: Settings | None = None, embedder: Embedder | None = Non
     app.state.preloaded = embedder
     app.state.embedder_error = None
     app.state.ingestor = None
-    app.state.jobs = Jobs(settings.max_jobs)
+    app.state.jobs = Jobs(settings.max_jobs, settings.jobs_kept)
     metrics = app.state.metrics
     app.state.ingested = metrics.counter("rag_chunks_ingested_total",
                                          "Chunks embedded and written.", ("collection",))

@@ -220,7 +220,7 @@ def test_collections_create_is_idempotent(client, collection):
     first = client.post("/collections", json={"name": collection})
     assert first.status_code == 201
     assert first.json() == {"name": collection, "embedding_model": "all-MiniLM-L6-v2",
-                            "vector_size": 384, "documents": 0, "points": 0}
+                            "vector_size": 384, "documents": 0, "points": 0, "schema": 2}
     assert client.post("/collections", json={"name": collection}).status_code == 200
     listed = {c["name"]: c for c in client.get("/collections").json()["data"]}
     assert listed[collection]["vector_size"] == 384
