@@ -342,30 +342,33 @@ def _html(data: bytes, limits: Limits, deadline: float) -> Extracted:
 
 def _collapse(raw: str, headings: list[tuple[int, int, str]]
               ) -> tuple[str, list[tuple[int, int, str]]]:
+    """Lines with their spaces collapsed, runs of blank lines made one; headings follow."""
     parts: list[str] = []
-    mapping: list[tuple[int, int]] = []  # (raw offset, cleaned offset) at each kept piece
+    mapping: list[tuple[int, int]] = []  # (raw offset, cleaned offset) of each kept line
     size = 0
+    blank = True
     for match in re.finditer(r"[^\n]*\n?", raw):
         line = match.group(0)
         if not line:
             break
         stripped = " ".join(line.split())
         if not stripped:
-            if parts and not parts[-1].endswith("\n\n"):
+            if not blank:
                 parts.append("\n")
                 size += 1
+                blank = True
             continue
         mapping.append((match.start(), size))
-        piece = stripped + "\n"
-        parts.append(piece)
-        size += len(piece)
+        parts.append(stripped + "\n")
+        size += len(stripped) + 1
+        blank = False
     raws = [m[0] for m in mapping]
     heads = []
     for offset, level, text in headings:
         i = bisect.bisect_left(raws, offset)
         if i < len(mapping):
             heads.append((mapping[i][1], level, text))
-    return "".join(parts).strip("\n") + "\n", heads
+    return "".join(parts).rstrip("\n") + "\n", heads
 
 
 def _markdown_headings(text: str) -> list[tuple[int, int, str]]:

@@ -44,6 +44,8 @@ if [ $with_tests = 1 ]; then
   command -v docker-compose >/dev/null || missing+=(docker-compose)
   # The trainer benchmark's real text (the Jargon File).
   [ -f /usr/share/doc/jargon-text/jargon.txt.gz ] || missing+=(jargon-text)
+  # The rag retrieval set's real documentation pages (tests/rag/gitdocs.py).
+  [ -f /usr/share/doc/git-doc/git-rebase.html ] || missing+=(git-doc)
   if [ ${#missing[@]} -gt 0 ]; then
     echo "==> installing ${missing[*]} (Debian packages)"
     SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo

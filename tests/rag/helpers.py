@@ -14,7 +14,10 @@ from rag.config import Settings
 def make_settings(data_dir: Path, **kw: object) -> Settings:
     defaults = {"data_dir": data_dir, "qdrant_url": None, "api_key": None,
                 "max_upload_bytes": 3_000_000, "max_docx_unzipped_bytes": 5_000_000,
-                "max_pdf_pages": 50}
+                "max_pdf_pages": 50,
+                # Ingest at normal priority here: these tests share a busy machine and do not
+                # measure search under load (test_limits does, with the default).
+                "ingest_nice": 0}
     return Settings(**{**defaults, **kw})
 
 
