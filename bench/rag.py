@@ -62,9 +62,9 @@ def bench_quality(embedder: Any) -> dict[str, dict[str, float]]:
         return gitdocs.evaluate(search)
 
 
-def bench_ingest(rounds: int, docs: list[tuple[str, bytes]], raw: Any
+def bench_ingest(rounds: int, docs: list[tuple[str, bytes]], raw: Any, onnx_file: Path
                  ) -> dict[str, Any]:
-    """Chunks/s of the service and of bare encode of the same texts, alternating."""
+    """Chunks/s of the service (torch, onnx) and of bare encode of the same texts, in turn."""
     from rag.config import Settings
     from rag.extract import extract
     from rag.ingest import Ingestor, limits_of
@@ -78,29 +78,35 @@ def bench_ingest(rounds: int, docs: list[tuple[str, bytes]], raw: Any
         doc = ingestor.chunk(name, data, extract(data, name, limits_of(settings)))
         texts += [ingestor.context(doc, c.index) + "\n" + c.text for c in doc.chunks]
     raw.encode(texts[:64])
-    result: dict[str, Any] = {"service": [], "raw": [], "chunks": len(texts),
+    result: dict[str, Any] = {"service": [], "raw": [], "onnx": [], "chunks": len(texts),
                               "bytes": sum(len(d) for _, d in docs),
                               "chunk_tokens": ingestor.chunk_tokens}
     # Normal priority for the race: the default nice only matters when searches compete.
-    with tempfile.TemporaryDirectory() as tmp, rag_process(tmp, RAG_INGEST_NICE="0") as proc, \
-            httpx.Client(base_url=proc.url, timeout=1200) as client:
-        client.post("/collections/warmup/documents",
-                    files={"files": ("w.html", docs[0][1])}).raise_for_status()
+    with tempfile.TemporaryDirectory() as tmp, tempfile.TemporaryDirectory() as tmp2, \
+            rag_process(tmp, RAG_INGEST_NICE="0") as proc, \
+            rag_process(tmp2, RAG_INGEST_NICE="0", RAG_EMBEDDING_BACKEND="onnx",
+                        RAG_EMBEDDING_ONNX_FILE=str(onnx_file)) as onnx_proc, \
+            httpx.Client(timeout=1200) as client:
+        urls = {"service": proc.url, "onnx": onnx_proc.url}
+        for url in urls.values():
+            client.post(f"{url}/collections/warmup/documents",
+                        files={"files": ("w.html", docs[0][1])}).raise_for_status()
+        sides = ["raw", "service", "onnx"]
         for r in range(rounds):
-            for side in (("raw", "service") if r % 2 == 0 else ("service", "raw")):
+            for side in sides[r % 3:] + sides[:r % 3]:  # rotate who goes first
                 time.sleep(PAUSE_S)
                 start = time.perf_counter()
                 if side == "raw":
                     raw.encode(texts)
                 else:
-                    reply = client.post(f"/collections/ingest{r}/documents",
+                    reply = client.post(f"{urls[side]}/collections/ingest{r}/documents",
                                         files=[("files", d) for d in docs])
                     reply.raise_for_status()
                     got = sum(d["chunks"] for d in reply.json()["documents"])
                     assert got == len(texts), (got, len(texts))
                 result[side].append(len(texts) / (time.perf_counter() - start))
-            log.info("round %d: raw %.1f, service %.1f chunks/s", r, result["raw"][-1],
-                     result["service"][-1])
+            log.info("round %d: raw %.1f, service %.1f, onnx %.1f chunks/s", r,
+                     result["raw"][-1], result["service"][-1], result["onnx"][-1])
     return result
 
 
@@ -195,11 +201,11 @@ def plot(out_dir: Path, quality: dict, ingest: dict, search: dict, load: dict) -
                     [quality[m][metric] for m in modes], 0.27, label=metric)
     axes[0].set_xticks([x + 0.27 for x in range(len(modes))], modes)
     axes[0].set_ylim(0, 1)
-    axes[0].set_title("Retrieval on git-doc (34 questions)")
+    axes[0].set_title("Retrieval on git-doc, torch embedder")
     axes[0].legend()
-    axes[1].bar(["bare encode", "rag service"],
-                [statistics.median(ingest["raw"]), statistics.median(ingest["service"])],
-                color=["#888", "#2a7"])
+    axes[1].bar(["bare encode", "service torch", "service onnx"],
+                [statistics.median(ingest[k]) for k in ("raw", "service", "onnx")],
+                color=["#888", "#2a7", "#27a"])
     axes[1].set_ylabel("chunks / s (median)")
     axes[1].set_title("Ingest, real HTML, same texts")
     sizes = sorted(search)
@@ -227,11 +233,16 @@ def run(out_dir: Path, quick: bool = False) -> str:
     from rag.embedder import Embedder
     from tests.rag import gitdocs
 
+    from rag.onnx_backend import export
+
     embedder = Embedder()
+    onnx_dir = Path(tempfile.mkdtemp(prefix="rag-onnx-"))
+    onnx_file = export(embedder.path, onnx_dir)  # once, offline, from the packaged model
     quality = bench_quality(embedder)
+    onnx_quality = bench_quality(Embedder(backend="onnx", onnx_file=onnx_file))
     all_docs = gitdocs.load()
     docs = all_docs[:12] if quick else all_docs[:30]
-    ingest = bench_ingest(2 if quick else 4, docs, embedder)
+    ingest = bench_ingest(3 if quick else 6, docs, embedder, onnx_file)
     sizes = [1000, 10000] if quick else [1000, 10000, 100000]
     if os.environ.get("RAG_BENCH_100K") and 100000 not in sizes:
         sizes.append(100000)
@@ -239,7 +250,9 @@ def run(out_dir: Path, quick: bool = False) -> str:
     load = bench_under_load(docs[:6], 30 if quick else 100)
     image = plot(out_dir, quality, ingest, search, load)
     raw, svc = statistics.median(ingest["raw"]), statistics.median(ingest["service"])
+    onnx = statistics.median(ingest["onnx"])
     ratios = [s / r for s, r in zip(ingest["service"], ingest["raw"], strict=True)]
+    onnx_ratios = [s / r for s, r in zip(ingest["onnx"], ingest["raw"], strict=True)]
     chunks, mb = ingest["chunks"], ingest["bytes"] / 1e6
     lines = [
         "## rag", "",
@@ -250,18 +263,23 @@ def run(out_dir: Path, quick: bool = False) -> str:
     ]
     lines += [f"| {m} | {q['recall@1']:.3f} | {q['recall@3']:.3f} | {q['mrr']:.3f} |"
               for m, q in quality.items()]
+    lines += [f"| {m}, ONNX int8 embedder | {q['recall@1']:.3f} | {q['recall@3']:.3f} | "
+              f"{q['mrr']:.3f} |" for m, q in onnx_quality.items()]
     lines += [
         "", f"Ingest: {len(docs)} git-doc HTML pages, {mb:.2f} MB, {chunks} chunks of up to "
         f"{ingest['chunk_tokens']} tokens plus a title/section line, uploaded in one request "
         "to `python -m rag` (embedded Qdrant, ingest at normal priority) against "
         "`SentenceTransformer.encode` of the same texts in this process; "
-        f"{len(ingest['raw'])} paired rounds (order alternating).", "",
+        f"{len(ingest['raw'])} rounds (order rotating), ratios paired within a round.", "",
         "| path | chunks/s (median) | MB/s | ratio to bare (min / median / max) |",
         "|---|---:|---:|---:|",
         f"| bare sentence-transformers encode | {raw:.1f} | {mb / (chunks / raw):.3f} | 1.00 |",
         f"| rag service (HTTP, extract, chunk, embed, dense+sparse write) | {svc:.1f} | "
         f"{mb / (chunks / svc):.3f} | {min(ratios):.2f} / {statistics.median(ratios):.2f} / "
-        f"{max(ratios):.2f} |", "",
+        f"{max(ratios):.2f} |",
+        f"| rag service, `RAG_EMBEDDING_BACKEND=onnx` (int8) | {onnx:.1f} | "
+        f"{mb / (chunks / onnx):.3f} | {min(onnx_ratios):.2f} / "
+        f"{statistics.median(onnx_ratios):.2f} / {max(onnx_ratios):.2f} |", "",
         "Search: `Store.search` on embedded Qdrant (qdrant-client `path=` mode, exact scan), "
         "k=5, payload returned, clustered synthetic vectors and random sparse terms; "
         "*filtered* adds the `complete == true` filter that embedded mode applies while an "

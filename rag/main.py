@@ -28,7 +28,9 @@ UPLOAD_PATH = re.compile(r"^/collections/[^/]+/documents/?$")
 def _load_embedder(app: FastAPI, settings: Settings) -> None:
     try:
         embedder = app.state.preloaded or Embedder(
-            settings.embedding_model, settings.embedding_batch_size, settings.embedding_device)
+            settings.embedding_model, settings.embedding_batch_size, settings.embedding_device,
+            settings.embedding_backend, settings.embedding_onnx_file,
+            settings.data_dir / "onnx", settings.embedding_onnx_int8)
     except Exception as exc:  # reported by /health and 503s rather than crashing the service
         log.exception("could not load the embedding model")
         app.state.embedder_error = str(exc)

@@ -10,7 +10,8 @@ from rag.main import create_app
 from . import gitdocs
 from .helpers import make_settings, wait_ready
 
-pytestmark = pytest.mark.slow
+# 67 real pages, ~1,600 chunks to embed: minutes on a busy 2-core machine.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 
 
 @pytest.fixture(scope="module")
