@@ -83,6 +83,10 @@ class Store:
         self._writing: Counter[str] = Counter()
         self._dirty: set[str] = set()
         self._doc_locks: dict[tuple[str, str], threading.Lock] = {}
+        # Recorded model/size per collection, so a search does not count points to check it.
+        # (A server shared by several replicas: a collection deleted and re-created elsewhere
+        # with another model is caught by Qdrant's own vector size check.)
+        self._meta_cache: dict[str, dict[str, Any]] = {}
         self._guard = threading.Lock()
         # Writes a batch while the caller prepares the next; started here, at normal priority.
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="rag-upsert")
@@ -160,9 +164,28 @@ class Store:
                 c.create_payload_index(name, "complete", qm.PayloadSchemaType.BOOL)
         return True
 
+    def _meta(self, name: str) -> dict[str, Any]:
+        """The collection's recorded model, size and schema; cached (no point counts)."""
+        check_name(name)
+        cached = self._meta_cache.get(name)
+        if cached is not None:
+            return cached
+        with self.locked() as c:
+            if not c.collection_exists(name):
+                raise self._missing(name)
+            col = c.get_collection(name)
+        meta = col.config.metadata or {}
+        vectors = col.config.params.vectors
+        dense = vectors.get(DENSE) if isinstance(vectors, dict) else vectors
+        info = {"embedding_model": meta.get("embedding_model"),
+                "vector_size": getattr(dense, "size", None) or meta.get("vector_size"),
+                "schema": meta.get("schema", 1)}
+        self._meta_cache[name] = info
+        return info
+
     def check_compatible(self, name: str, model: str, dim: int) -> None:
         """Refuse (409) a collection built with another embedding model, size or layout."""
-        info = self.info(name)
+        info = self._meta(name)
         recorded = info["embedding_model"]
         if info["vector_size"] != dim or (recorded is not None and recorded != model):
             raise APIError(409, f"Collection '{name}' was built with embedding model "
@@ -177,6 +200,7 @@ class Store:
     def delete(self, name: str) -> None:
         check_name(name)
         with self.locked() as c:
+            self._meta_cache.pop(name, None)
             if not c.collection_exists(name):
                 raise self._missing(name)
             c.delete_collection(name)
@@ -315,6 +339,19 @@ class Store:
                sparse: tuple[list[int], list[float]] | None, k: int,
                conditions: list[Any]) -> list[dict[str, Any]]:
         """The k best complete chunks: dense, sparse, or both fused by reciprocal rank."""
+        from qdrant_client.http.exceptions import UnexpectedResponse
+
+        try:
+            return self._search(name, dense, sparse, k, conditions)
+        except UnexpectedResponse as exc:
+            if exc.status_code == 404:  # deleted elsewhere (a server shared by replicas)
+                self._meta_cache.pop(name, None)
+                raise self._missing(name) from exc
+            raise
+
+    def _search(self, name: str, dense: list[float] | None,
+                sparse: tuple[list[int], list[float]] | None, k: int,
+                conditions: list[Any]) -> list[dict[str, Any]]:
         with self.locked() as c:
             # Checked under the lock, so no write can slip in between the check and the query.
             strict = not self.embedded or self._writing[name] > 0 or name in self._dirty
