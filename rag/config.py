@@ -44,6 +44,9 @@ class Settings(ServiceSettings):
     embedding_onnx_file: Path | None = Field(
         None, description="An exported ONNX model of the embedder; unset means export the "
                           "packaged model into the data folder on first start (needs torch).")
+    onnx_cache_dir: Path | None = Field(
+        None, description="Where exported ONNX models are kept (the query encoder's, and the "
+                          "onnx backend's); unset means onnx/ in the data folder.")
     embedding_onnx_int8: bool = Field(
         True, description="With onnx: use the int8-quantised export (faster, near-equal "
                           "vectors).")

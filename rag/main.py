@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -30,7 +31,7 @@ def _load_embedder(app: FastAPI, settings: Settings) -> None:
         embedder = app.state.preloaded or Embedder(
             settings.embedding_model, settings.embedding_batch_size, settings.embedding_device,
             settings.embedding_backend, settings.embedding_onnx_file,
-            settings.data_dir / "onnx", settings.embedding_onnx_int8)
+            settings.onnx_cache_dir or settings.data_dir / "onnx", settings.embedding_onnx_int8)
     except Exception as exc:  # reported by /health and 503s rather than crashing the service
         log.exception("could not load the embedding model")
         app.state.embedder_error = str(exc)
@@ -54,6 +55,9 @@ def _cleanup(store: Store, settings: Settings) -> None:
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
+    # Hand the GIL over every millisecond (default 5): a search thread then waits less
+    # behind the Python work of ingest threads.
+    sys.setswitchinterval(0.001)
     app.state.store = await asyncio.to_thread(Store, settings)
     log.info("qdrant: %s (%s)", app.state.store.location,
              "embedded" if app.state.store.embedded else "server")

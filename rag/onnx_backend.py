@@ -84,6 +84,7 @@ class OnnxEncoder:
         self.max_seq_length = int(json.loads(st_config.read_text())["max_seq_length"]) \
             if st_config.is_file() else int(config.get("max_position_embeddings", 512))
         self.dim = int(config["hidden_size"])
+        self.file = onnx_file
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads

@@ -34,7 +34,8 @@ INT_FIELDS = ("chunk_index", "page")
 DENSE, SPARSE = "dense", "sparse"
 SCHEMA = 2  # named dense + sparse vectors; collections of schema 1 must be rebuilt
 Mode = Literal["dense", "sparse", "hybrid"]
-PREFETCH = 4  # each side of a hybrid search offers k * PREFETCH candidates (at least 20)
+PREFETCH = 4
+EMBEDDED_WRITE_STEP = 8  # each side of a hybrid search offers k * PREFETCH candidates (at least 20)
 
 
 def _match(key: str, value: Any) -> qm.FieldCondition:
@@ -293,8 +294,13 @@ class Store:
                       DENSE: d.tolist(), SPARSE: qm.SparseVector(indices=s[0], values=s[1])})
                   for i, d, s, p in zip(batch.ids, batch.dense, batch.sparse, batch.payloads,
                                         strict=True)]
-        with self.locked() as c:
-            c.upsert(name, points=points, wait=True)
+        # Embedded mode writes in small steps, letting a waiting search take the lock between
+        # them instead of queueing behind a whole batch.
+        step = EMBEDDED_WRITE_STEP if self.embedded else len(points)
+        for first in range(0, len(points), step):
+            with self.locked() as c:
+                c.upsert(name, points=points[first:first + step], wait=True)
+            time.sleep(0)
 
     def cleanup_incomplete(self, older_than_s: float | None) -> int:
         """Delete points of ingests that never completed (a crash); returns how many."""
