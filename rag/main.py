@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -28,7 +29,9 @@ UPLOAD_PATH = re.compile(r"^/collections/[^/]+/documents/?$")
 def _load_embedder(app: FastAPI, settings: Settings) -> None:
     try:
         embedder = app.state.preloaded or Embedder(
-            settings.embedding_model, settings.embedding_batch_size, settings.embedding_device)
+            settings.embedding_model, settings.embedding_batch_size, settings.embedding_device,
+            settings.embedding_backend, settings.embedding_onnx_file,
+            settings.onnx_cache_dir or settings.data_dir / "onnx", settings.embedding_onnx_int8)
     except Exception as exc:  # reported by /health and 503s rather than crashing the service
         log.exception("could not load the embedding model")
         app.state.embedder_error = str(exc)
@@ -52,6 +55,9 @@ def _cleanup(store: Store, settings: Settings) -> None:
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
+    # Hand the GIL over every millisecond (default 5): a search thread then waits less
+    # behind the Python work of ingest threads.
+    sys.setswitchinterval(0.001)
     app.state.store = await asyncio.to_thread(Store, settings)
     log.info("qdrant: %s (%s)", app.state.store.location,
              "embedded" if app.state.store.embedded else "server")
@@ -103,7 +109,7 @@ def create_app(settings: Settings | None = None, embedder: Embedder | None = Non
     app.state.preloaded = embedder
     app.state.embedder_error = None
     app.state.ingestor = None
-    app.state.jobs = Jobs(settings.max_jobs)
+    app.state.jobs = Jobs(settings.max_jobs, settings.jobs_kept)
     metrics = app.state.metrics
     app.state.ingested = metrics.counter("rag_chunks_ingested_total",
                                          "Chunks embedded and written.", ("collection",))

@@ -46,6 +46,8 @@ if [ $with_tests = 1 ]; then
   [ -f /usr/share/doc/jargon-text/jargon.txt.gz ] || missing+=(jargon-text)
   # The chatbot's tests run against PostgreSQL too (a server each test run starts itself).
   compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || missing+=(postgresql)
+  # The rag retrieval set's real documentation pages (tests/rag/gitdocs.py).
+  [ -f /usr/share/doc/git-doc/git-rebase.html ] || missing+=(git-doc)
   if [ ${#missing[@]} -gt 0 ]; then
     echo "==> installing ${missing[*]} (Debian packages)"
     SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Iterator
 
@@ -11,12 +12,15 @@ from fastapi.testclient import TestClient
 from rag.embedder import Embedder
 from rag.main import create_app
 
-from .helpers import make_settings, wait_ready
+from .helpers import ONNX_CACHE, make_settings, wait_ready
+
+# Every rag process the tests start shares one export of the query encoder.
+os.environ.setdefault("RAG_ONNX_CACHE_DIR", str(ONNX_CACHE))
 
 
 @pytest.fixture(scope="session")
 def embedder() -> Embedder:
-    return Embedder()
+    return Embedder(onnx_cache=ONNX_CACHE)
 
 
 @pytest.fixture(scope="session")

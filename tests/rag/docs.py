@@ -119,3 +119,23 @@ def long_text(paragraphs: int, seed: int = 0) -> str:
                      + "." for _ in range(6)]
         out.append(f"Section {p}. " + " ".join(sentences))
     return "\n\n".join(out)
+
+
+def docx_paragraph_flood(paragraphs: int) -> bytes:
+    """A real-looking DOCX whose body is `paragraphs` empty paragraphs (tiny once zipped)."""
+    ns = "http://schemas.openxmlformats.org/wordprocessingml/2006/main"
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as archive:
+        archive.writestr("[Content_Types].xml", "<Types/>")
+        with archive.open("word/document.xml", "w", force_zip64=True) as part:
+            part.write(f'<?xml version="1.0"?><w:document xmlns:w="{ns}"><w:body>'.encode())
+            block = b"<w:p/>" * 100_000
+            for _ in range(paragraphs // 100_000):
+                part.write(block)
+            part.write(b"</w:body></w:document>")
+    return out.getvalue()
+
+
+def html_tag_flood(tags: int) -> bytes:
+    """HTML of `tags` nested-and-closed inline tags around no text."""
+    return b"<!DOCTYPE html><html><body>" + b"<b><i></i></b>" * (tags // 2) + b"</body></html>"

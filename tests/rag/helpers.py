@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -11,10 +12,16 @@ from fastapi.testclient import TestClient
 from rag.config import Settings
 
 
+ONNX_CACHE = Path(tempfile.gettempdir()) / "tinyllm-test-onnx"
+
+
 def make_settings(data_dir: Path, **kw: object) -> Settings:
     defaults = {"data_dir": data_dir, "qdrant_url": None, "api_key": None,
                 "max_upload_bytes": 3_000_000, "max_docx_unzipped_bytes": 5_000_000,
-                "max_pdf_pages": 50}
+                "max_pdf_pages": 50, "onnx_cache_dir": ONNX_CACHE,
+                # Ingest at normal priority here: these tests share a busy machine and do not
+                # measure search under load (test_limits does, with the default).
+                "ingest_nice": 0}
     return Settings(**{**defaults, **kw})
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
@@ -21,10 +22,10 @@ class CollectionIn(BaseModel):
 
 
 def _seg(value: str) -> str:
-    """A path segment for rag: no slashes smuggled into its URL."""
-    if not value or "/" in value or value in (".", ".."):
+    """A path segment for rag: percent-encoded, so '/', '?', '#' or '%' stay in the name."""
+    if not value or value in (".", ".."):
         raise APIError(400, "Invalid name.", code="invalid_value")
-    return value
+    return quote(value, safe="")
 
 
 @router.get("/collections")

@@ -18,7 +18,8 @@ router = APIRouter(prefix="/collections", tags=["collections"],
 
 
 class CollectionCreate(BaseModel):
-    name: str = Field(..., description="1-64 letters, digits, '_' or '-'.")
+    name: str = Field(..., description="1-64 letters, digits, '_' or '-', starting with a "
+                                       "letter or digit.")
 
 
 async def _infos(store: Any) -> list[dict[str, Any]]:

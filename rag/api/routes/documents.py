@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, File, Query, Request, UploadFile
@@ -18,6 +19,7 @@ from ..deps import EmbedderDep, IngestorDep, JobsDep, StoreDep
 router = APIRouter(prefix="/collections/{name}/documents", tags=["documents"],
                    dependencies=[Depends(require_api_key)])
 MAX_FILES = 100
+DOC_ID = re.compile(r"^[0-9a-f]{1,64}$")
 
 
 @router.post("")
@@ -35,12 +37,17 @@ async def upload(
     check_name(name)
     if await asyncio.to_thread(store.exists, name):
         await asyncio.to_thread(store.check_compatible, name, embedder.name, embedder.dim)
-    uploads = [(f.filename, await f.read()) for f in files]
-    job = jobs.create()
+    job = jobs.admit()
+    try:
+        uploads = [(f.filename, await f.read()) for f in files]
+    except BaseException:
+        jobs.release()
+        raise
+    counter = request.app.state.ingested
     if background:
-        jobs.spawn(run_job(ingestor, name, uploads, job, request.app.state.ingested))
+        jobs.spawn(run_job(ingestor, jobs, name, uploads, job, counter))
         return JSONResponse({"job": job.as_dict()}, status_code=202)
-    documents = await ingest(ingestor, name, uploads, job, request.app.state.ingested)
+    documents = await ingest(ingestor, jobs, name, uploads, job, counter)
     return JSONResponse({"documents": documents})
 
 
@@ -53,5 +60,11 @@ async def list_documents(name: str, store: StoreDep) -> dict[str, Any]:
 @router.delete("/{document_id}")
 async def delete_document(name: str, document_id: str, store: StoreDep) -> dict[str, Any]:
     """Remove a document and every chunk of it; 404 if it is not there."""
+    if not DOC_ID.match(document_id):
+        if not await asyncio.to_thread(store.exists, name):
+            raise APIError(404, f"Collection '{name}' does not exist.",
+                           code="collection_not_found", param="collection")
+        raise APIError(404, f"Document '{document_id[:80]}' is not in collection '{name}'.",
+                       code="document_not_found", param="document_id")
     await asyncio.to_thread(store.delete_document, name, document_id)
     return {"id": document_id, "deleted": True}
