@@ -55,4 +55,6 @@ cp chatbot/package.json chatbot/package-lock.json "$ui/"
 rm -rf "$out/chatbot-ui"
 mv "$ui/node_modules" "$out/chatbot-ui"
 rm -rf "$ui"
+# The lock this wheelhouse was made for (the image tests refill it when the lock moves).
+sha256sum requirements.lock | cut -d' ' -f1 > "$out/.lock.sha256"
 echo "==> $(ls "$out"/*.whl | wc -l) wheels, $(du -sh "$out" | cut -f1) in $out/"
