@@ -18,7 +18,6 @@ from services.config import REPO_ROOT
 from services.launcher import SERVICES
 from tests.utils.procs import free_port
 
-
 COMPOSE_FILES = (["docker-compose.yml"], ["docker-compose.yml", "docker-compose.gpu.yml"])
 
 
