@@ -96,3 +96,15 @@ def test_packaging_has_no_warnings(tmp_path: Path) -> None:
     assert "Successfully built tinyllm" in out or "Saved" in out, out[-3000:]
     warnings = re.findall(r".*(?:DeprecationWarning|BuildBackendWarning|is deprecated).*", out)
     assert not warnings, "\n".join(warnings)
+
+
+def test_editable_install_has_no_warnings(tmp_path: Path) -> None:
+    """scripts/setup.sh's `pip install -e .`: the build backend's editable hook, warnings on."""
+    result = subprocess.run([sys.executable, "-W", "always", "-c",
+                             "import setuptools.build_meta as backend; "
+                             f"print(backend.build_editable({str(tmp_path)!r}))"],
+                            capture_output=True, text=True, cwd=REPO_ROOT)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip().endswith(".whl")
+    warnings = re.findall(r".*(?:Warning|InformationOnly): .*", result.stdout + result.stderr)
+    assert not warnings, "\n".join(warnings)
