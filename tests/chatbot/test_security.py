@@ -44,6 +44,8 @@ def test_every_api_route_needs_a_login(bot: ServiceProcess) -> None:
     for method, path in routes:
         if method == "POST" and path.endswith("/documents"):  # the upload: multipart
             kw: dict = {"files": {"files": ("a.txt", b"x", "text/plain")}}
+        elif method == "POST" and path == "/api/attachments":  # a file for a chat: multipart
+            kw = {"files": {"file": ("a.txt", b"x", "text/plain")}}
         else:
             kw = {"json": {}} if method != "GET" else {}
         r = httpx.request(method, bot.url + path, timeout=30, **kw)
