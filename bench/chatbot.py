@@ -154,7 +154,9 @@ def db_side(rounds: int, repeats: int, tmp: Path) -> dict[str, Any]:
     common = {"CHATBOT_RAG_URL": "http://127.0.0.1:9", "CHATBOT_AUTH": "none",
               "CHATBOT_ANSWER_TOKENS": "16", "CHATBOT_QUEUE_SIZE": "32",
               "CHATBOT_TEMPERATURE": "0"}
-    with ServiceProcess("llmserver", "LLMSERVER_", env={"LLMSERVER_QUEUE_SIZE": "16"}) as llm:
+    # One llama.cpp thread: the race is between two chatbots, so leave them a core.
+    with ServiceProcess("llmserver", "LLMSERVER_", env={"LLMSERVER_QUEUE_SIZE": "16",
+                                                        "LLMSERVER_N_THREADS": "1"}) as llm:
         common["CHATBOT_LLM_URLS"] = llm.url + "/v1"
         with ServiceProcess("chatbot", "CHATBOT_", env={
                 **common, "CHATBOT_DATABASE_URL": f"sqlite:///{tmp / 'turns.db'}"}) as disk, \
@@ -209,9 +211,9 @@ def _verdict(value: float, target: float) -> str:
 
 def _report(sides: list[dict[str, Any]], db_ttft: dict[str, Any], rows: list[dict[str, Any]],
             writes: list[dict[str, float]], fill_s: float, n_conv: int, rounds: int,
-            repeats: int, max_tokens: int) -> str:
+            repeats: int, max_tokens: int, note: str = "") -> str:
     parts = ["## chatbot: the gateway (:5000) against llmserver direct (:8000), and its "
-             "database\n",
+             "database\n", *([note + "\n"] if note else []),
              f"SmolLM2-135M-Instruct Q4_1, {max_tokens} answer tokens at temperature 0, "
              "streaming, the identical prompt on both paths in each round (order alternating); "
              "the gateway sends every request through its fair queue to the same llmserver. "
@@ -257,7 +259,7 @@ def _report(sides: list[dict[str, Any]], db_ttft: dict[str, Any], rows: list[dic
 
 Time to first token of a browser chat turn (`POST /api/chat`, a new conversation, 16 answer
 tokens) with the conversation stored in SQLite on disk against SQLite in memory, same
-llmserver, alternating; at 8 users, the median of each concurrent batch (those include the
+llmserver (1 llama.cpp thread), alternating; at 8 users, the median of each concurrent batch (those include the
 wait behind other users' answers, which dwarfs the database).
 
 | users | memory TTFT (ms) | disk TTFT (ms) | disk − memory (ms, paired) | verdict |

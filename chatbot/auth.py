@@ -84,8 +84,7 @@ async def ensure_bootstrap_users(db: Database, settings: Settings) -> Principal 
         def local(s):  # noqa: ANN001, ANN202
             user = users.by_name(s, LOCAL_USER)
             if user is None:
-                # No password can match: "!" is not an argon2 hash.
-                user = users.create(s, LOCAL_USER, "!", is_admin=True)
+                user = users.create(s, LOCAL_USER, users.NO_PASSWORD, is_admin=True)
             return Principal.of(user)
 
         return await db.run(local)

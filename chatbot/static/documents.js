@@ -18,11 +18,15 @@ async function loadCollections(select) {
   await loadDocuments();
 }
 
+let loading = 0;  // only the newest listing is shown (a slower, older one is dropped)
+
 async function loadDocuments() {
   const tbody = $("#documents tbody");
-  tbody.replaceChildren();
-  if (!current()) return;
+  const mine = ++loading;
+  if (!current()) { tbody.replaceChildren(); return; }
   const docs = await api("GET", "/api/collections/" + encodeURIComponent(current()) + "/documents");
+  if (mine !== loading) return;
+  tbody.replaceChildren();
   docs.data.forEach((d) => {
     const row = el("tr");
     row.appendChild(el("td", "name", d.name));

@@ -10,8 +10,14 @@ from sqlalchemy.orm import Session
 from .models import AppSetting, User
 
 
+NO_PASSWORD = "!"  # the local user of CHATBOT_AUTH=none: no password can match it
+
+
 def count(s: Session) -> int:
-    return s.scalar(select(func.count()).select_from(User)) or 0
+    """Accounts someone can log in to (the local user of auth none does not count, so a
+    chatbot switched to accounts still asks for its first admin)."""
+    return s.scalar(select(func.count()).select_from(User)
+                    .where(User.password_hash != NO_PASSWORD)) or 0
 
 
 def by_name(s: Session, username: str) -> User | None:

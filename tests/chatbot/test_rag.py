@@ -136,6 +136,7 @@ def test_a_citation_to_a_chunk_not_retrieved_is_removed_and_listed(
         stored = client.get(f"/api/conversations/{cid}").json()["messages"][1]
         assert stored["content"] == got["text"]
         assert stored["meta"]["invalid_citations"] == [7]
+        assert client.delete("/api/collections/cites").status_code == 200
 
 
 @pytest.mark.browser

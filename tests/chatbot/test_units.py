@@ -179,3 +179,26 @@ def test_browser_guard(headers: dict, status: int | None, code: str | None) -> N
                            {"host": "127.0.0.1", "content-length": "9",
                             "content-type": "multipart/form-data; boundary=x"})
     assert upload is None
+
+
+def test_rag_key_falls_back_to_rag_api_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`tinyllm up` gives every service one environment: RAG_API_KEY reaches the chatbot."""
+    from chatbot.config import Settings
+
+    monkeypatch.delenv("CHATBOT_RAG_API_KEY", raising=False)
+    monkeypatch.setenv("RAG_API_KEY", "rag-secret")
+    assert Settings().rag_api_key.get_secret_value() == "rag-secret"
+    monkeypatch.setenv("CHATBOT_RAG_API_KEY", "own-key")
+    assert Settings().rag_api_key.get_secret_value() == "own-key"
+    monkeypatch.delenv("RAG_API_KEY")
+    monkeypatch.delenv("CHATBOT_RAG_API_KEY")
+    assert Settings().rag_api_key is None
+
+
+@pytest.mark.parametrize("host,auth,accounts", [
+    ("127.0.0.1", "auto", False), ("0.0.0.0", "auto", True), ("127.0.0.1", "accounts", True),
+    ("0.0.0.0", "none", False)])
+def test_accounts_by_default_beyond_loopback(host: str, auth: str, accounts: bool) -> None:
+    from chatbot.config import Settings
+
+    assert Settings(host=host, auth=auth).accounts() is accounts
