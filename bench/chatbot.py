@@ -242,7 +242,8 @@ def _report(sides: list[dict[str, Any]], db_ttft: dict[str, Any], rows: list[dic
 {_verdict(added, TTFT_TARGET_MS)}{negative} |
 | decode tokens/s, gateway / direct | {spread(decode, '{:.3f}')} | target ≥ 0.98 |
 
-| users | direct tok/s | gateway tok/s | ratio | gateway TTFT p50 (ms) | gateway errors / truncated |
+| users | direct tok/s | gateway tok/s | ratio | gateway TTFT p50 (ms) | \
+gateway errors / truncated |
 |---|---|---|---|---|---|
 """ + "\n".join(rows_c) + "\n")
     added = {n: [a - b for a, b in zip(db_ttft["disk"][n], db_ttft["memory"][n], strict=True)]
@@ -259,8 +260,8 @@ def _report(sides: list[dict[str, Any]], db_ttft: dict[str, Any], rows: list[dic
 
 Time to first token of a browser chat turn (`POST /api/chat`, a new conversation, 16 answer
 tokens) with the conversation stored in SQLite on disk against SQLite in memory, same
-llmserver (1 llama.cpp thread), alternating; at 8 users, the median of each concurrent batch (those include the
-wait behind other users' answers, which dwarfs the database).
+llmserver (1 llama.cpp thread), alternating; at 8 users, the median of each concurrent
+batch (those include the wait behind other users' answers, which dwarfs the database).
 
 | users | memory TTFT (ms) | disk TTFT (ms) | disk − memory (ms, paired) | verdict |
 |---|---|---|---|---|

@@ -234,9 +234,8 @@ def plot(out_dir: Path, quality: dict, ingest: dict, search: dict, load: dict) -
 def run(out_dir: Path, quick: bool = False) -> str:
     """Run every comparison; write the plot; return the markdown section."""
     from rag.embedder import Embedder
-    from tests.rag import gitdocs
-
     from rag.onnx_backend import export
+    from tests.rag import gitdocs
 
     embedder = Embedder()
     onnx_dir = Path(tempfile.mkdtemp(prefix="rag-onnx-"))

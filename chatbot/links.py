@@ -186,9 +186,8 @@ def page_block(page: Page, intro: str) -> str:
 def extracted_text(data: bytes, filename: str) -> tuple[str, str]:
     """(text, kind) through rag's extractors: its capped child process where it has one."""
     try:
-        from rag.sandbox import extract_bounded  # type: ignore[import-not-found]
-
         from rag.extract import Limits  # type: ignore[attr-defined]
+        from rag.sandbox import extract_bounded  # type: ignore[import-not-found]
     except ImportError:  # rag before its sandbox: the same extractors, in process
         from rag.config import Settings as RagSettings
         from rag.extract import extract

@@ -9,6 +9,7 @@ from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from services.config import ServiceSettings, default_data_dir
+
 from .models import DEFAULT_MODEL
 
 

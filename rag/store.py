@@ -280,7 +280,7 @@ class Store:
                 if pending is not None:
                     pending.result()
                 pending = self._writer.submit(self.upsert, name, batch)
-                pending.add_done_callback(lambda f, n=len(batch.ids): f.exception() is None
+                pending.add_done_callback(lambda f, n=len(batch.ids): f.exception() is None  # noqa: B008
                                           and progress(n))
         finally:
             # Never return (or clean up after a failure) with a write still in flight.

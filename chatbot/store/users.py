@@ -9,7 +9,6 @@ from sqlalchemy.orm import Session
 
 from .models import AppSetting, User
 
-
 NO_PASSWORD = "!"  # the local user of CHATBOT_AUTH=none: no password can match it
 
 

@@ -17,7 +17,7 @@ from collections import deque
 
 from services.errors import APIError
 
-from .runtime import DecodeError, Runtime
+from .runtime import Runtime
 from .sampling import logprobs
 from .slots import GENERATE, NEW, PREFILL, WAIT_COPY, Slot, common_prefix, route
 from .task import Event, Task, TokenLogprob, token_logprob

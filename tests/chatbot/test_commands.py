@@ -14,11 +14,11 @@ import pexpect
 import pytest
 
 from chatbot import commands
-from tinyllm.procs import REPO
 from tests.chatbot.conftest import answer_of, chat_events, chatbot_env, conversation_of
 from tests.chatbot.fake_llm import fake_llm
 from tests.chatbot.test_browser import VIEWPORTS, chromium, new_page, send  # noqa: F401
 from tests.utils.procs import ServiceProcess
+from tinyllm.procs import REPO
 
 ANSWER = "A scripted answer."
 

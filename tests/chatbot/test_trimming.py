@@ -7,9 +7,9 @@ import asyncio
 import httpx
 import pytest
 
+from chatbot.history import trim
 from chatbot.llm import LLMClient
 from chatbot.queue import FairQueue, Upstream
-from chatbot.history import trim
 from tests.chatbot.conftest import answer_of, chat_events, conversation_of
 from tests.utils.procs import ServiceProcess
 

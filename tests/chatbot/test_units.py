@@ -7,9 +7,9 @@ import time
 
 import pytest
 
+from chatbot.history import trim
 from chatbot.prompt import check_citations, sources_block, system_prompt
 from chatbot.queue import FairQueue, Upstream
-from chatbot.history import trim
 from services.errors import APIError
 
 

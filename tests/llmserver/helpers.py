@@ -41,7 +41,7 @@ def assert_same_or_near_tie(a: list[dict], b: list[dict]) -> None:
     tokens_a, tokens_b = [e["token"] for e in a], [e["token"] for e in b]
     if tokens_a == tokens_b:
         return
-    i = next((k for k, (x, y) in enumerate(zip(tokens_a, tokens_b)) if x != y),
+    i = next((k for k, (x, y) in enumerate(zip(tokens_a, tokens_b, strict=False)) if x != y),
              min(len(a), len(b)))
     assert i < min(len(a), len(b)), "one answer is a strict prefix of the other"
     for entry, other in ((a[i], tokens_b[i]), (b[i], tokens_a[i])):

@@ -11,7 +11,6 @@ from fastapi.testclient import TestClient
 
 from rag.config import Settings
 
-
 ONNX_CACHE = Path(tempfile.gettempdir()) / "tinyllm-test-onnx"
 
 

@@ -18,7 +18,7 @@ import pytest
 
 from rag.jobs import Jobs
 from services.errors import APIError
-from services.procs import ServiceProcess
+from tests.utils.procs import ServiceProcess
 
 from .docs import docx_paragraph_flood, html_tag_flood, long_text, pdf_bomb
 

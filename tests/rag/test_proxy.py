@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 
 from chatbot.config import Settings as ChatSettings
 from chatbot.main import create_app as chat_app
-from services.procs import ServiceProcess, free_port
+from tests.utils.procs import ServiceProcess, free_port
 
 pytestmark = pytest.mark.slow
 
