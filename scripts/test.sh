@@ -4,12 +4,19 @@
 #   scripts/test.sh --images [PYTEST ARGS...]   the image tests: build the CPU images with no
 #       network and run them as a compose stack (tests/images; root for dockerd; about 20-30
 #       minutes on a fresh machine, 3-5 once the wheelhouse and docker's build cache are warm)
+#   scripts/test.sh --bench [PYTEST ARGS...]    `tinyllm bench --quick` as a smoke test (every
+#       benchmark, tens of minutes on 2 cores)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 images=0
+bench=0
 if [ "${1:-}" = "--images" ]; then images=1; shift; fi
+if [ "${1:-}" = "--bench" ]; then bench=1; shift; fi
 scripts/setup.sh --test
 if [ $images = 1 ]; then
   exec .venv/bin/python -m pytest -m images tests/images "$@"
+fi
+if [ $bench = 1 ]; then
+  exec .venv/bin/python -m pytest -m bench tests/bench "$@"
 fi
 exec .venv/bin/python -m pytest "$@"

@@ -22,6 +22,7 @@ def repo_state() -> str:
                           cwd=REPO, capture_output=True, text=True).stdout
 
 
+@pytest.mark.bench
 @pytest.mark.timeout(3600)
 def test_bench_quick_writes_only_into_out(tmp_path: Path) -> None:
     out = tmp_path / "out"
