@@ -68,7 +68,9 @@ class Places:
 
 
 def _chatbot_data(settings: Any) -> Path | None:
-    url = str(getattr(settings, "database_url", "") or "")
+    # The chatbot resolves its own default (SQLite under the data folder) in database().
+    resolve = getattr(settings, "database", None)
+    url = str(resolve() if callable(resolve) else getattr(settings, "database_url", "") or "")
     if url.startswith("sqlite"):
         return Path(url.split("///", 1)[1]) if "///" in url else None
     if url:

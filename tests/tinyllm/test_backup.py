@@ -140,3 +140,15 @@ def test_restore_refuses_unsafe_and_foreign_archives(tmp_path: Path) -> None:
         tar.add(__file__, "something.py")
     with pytest.raises(RestoreError, match="not a TinyLLM backup"):
         restore(foreign, places)
+
+
+def test_places_find_the_chatbot_database_where_the_chatbot_keeps_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TINYLLM_DATA_DIR", str(tmp_path))
+    monkeypatch.delenv("CHATBOT_DATABASE_URL", raising=False)
+    from chatbot.config import Settings
+
+    assert Places.from_settings().chatbot_data == tmp_path / "chatbot" / "chatbot.db"
+    assert Settings().database() == f"sqlite:///{tmp_path / 'chatbot' / 'chatbot.db'}"
+    monkeypatch.setenv("CHATBOT_DATABASE_URL", "postgresql+psycopg://u@127.0.0.1/chat")
+    assert Places.from_settings().chatbot_data is None  # PostgreSQL: its own tools
