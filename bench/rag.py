@@ -68,8 +68,8 @@ def bench_ingest(rounds: int, docs: list[tuple[str, bytes]], raw: Any, onnx_file
                  ) -> dict[str, Any]:
     """Chunks/s of the service (torch, onnx) and of bare encode of the same texts, in turn."""
     from rag.config import Settings
-    from rag.extract import extract
     from rag.ingest import Ingestor, limits_of
+    from services.extract import extract
 
     settings = Settings()
     ingestor = Ingestor.__new__(Ingestor)  # only its chunking: no store, no executor

@@ -184,14 +184,9 @@ def page_block(page: Page, intro: str) -> str:
 
 
 def extracted_text(data: bytes, filename: str) -> tuple[str, str]:
-    """(text, kind) through rag's extractors: its capped child process where it has one."""
-    try:
-        from rag.extract import Limits  # type: ignore[attr-defined]
-        from rag.sandbox import extract_bounded  # type: ignore[import-not-found]
-    except ImportError:  # rag before its sandbox: the same extractors, in process
-        from rag.config import Settings as RagSettings
-        from rag.extract import extract
-        result = extract(data, filename, RagSettings())
-    else:
-        result = extract_bounded(data, filename, Limits(timeout_s=30.0), 512 * 1024 * 1024)
+    """(text, kind) through the extractors rag uses, in their capped child process."""
+    from services.extract import Limits
+    from services.sandbox import extract_bounded
+
+    result = extract_bounded(data, filename, Limits(timeout_s=30.0), 512 * 1024 * 1024)
     return result.text, result.kind

@@ -17,12 +17,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
+from services.extract import Extracted, Limits, display_name
+from services.sandbox import extract_bounded
+
 from . import sparse
 from .chunking import Chunk, chunk_text
 from .config import Settings
 from .embedder import Embedder
-from .extract import Extracted, Limits, display_name
-from .sandbox import extract_bounded
 from .store import PointBatch, Store
 
 log = logging.getLogger(__name__)

@@ -58,7 +58,7 @@ async def attach(user: UserDep, settings: SettingsDep, db: DbDep, rag: RagDep,
                  conversation_id: Annotated[str | None, Form(max_length=32)] = None
                  ) -> dict[str, Any]:
     """Attach a document to a conversation (a new one when none is named)."""
-    from rag.extract import display_name
+    from services.extract import display_name
 
     name = display_name(file.filename)
     data = await file.read()

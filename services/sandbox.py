@@ -19,8 +19,7 @@ from dataclasses import asdict
 from typing import Any
 
 from services.errors import APIError
-
-from .extract import Extracted, Limits, extract, timed_out
+from services.extract import Extracted, Limits, extract, timed_out
 
 log = logging.getLogger(__name__)
 _CTX: Any = None
@@ -31,7 +30,7 @@ def _context() -> Any:
     if _CTX is None:
         ctx = multiprocessing.get_context("forkserver")
         # "__main__" once in the server, so children do not each re-import the main module.
-        ctx.set_forkserver_preload(["__main__", "rag.extract", "lxml.etree", "pypdf"])
+        ctx.set_forkserver_preload(["__main__", "services.extract", "lxml.etree", "pypdf"])
         _CTX = ctx
     return _CTX
 

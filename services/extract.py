@@ -2,7 +2,7 @@
 
 No parser builds a whole document tree: DOCX's XML and HTML are read as event streams, so
 memory follows the text kept, not the markup. Each document also yields its title and
-heading positions (the section path of every chunk). `rag.sandbox` runs `extract` in a
+heading positions (the section path of every chunk). `services.sandbox` runs `extract` in a
 child process with a memory and time limit on top of these bounds.
 """
 
@@ -377,7 +377,7 @@ def _markdown_headings(text: str) -> list[tuple[int, int, str]]:
 
 
 def extract(data: bytes, filename: str, limits: Limits) -> Extracted:
-    """Sniff and extract one upload (blocking; `rag.sandbox.extract_bounded` isolates it).
+    """Sniff and extract one upload (blocking; `services.sandbox.extract_bounded` isolates it).
 
     Raises:
         APIError: 415 unsupported type, 413 past a size bound, 422 unreadable or no text.
