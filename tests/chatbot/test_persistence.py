@@ -25,7 +25,9 @@ STORY = "Write a very long story about a dragon who learns to cook."
 def test_restart_and_kill_mid_answer_keep_everything(llm_server: ServiceProcess,
                                                      db_url: str) -> None:
     env = chatbot_env(llm_server.url, CHATBOT_DATABASE_URL=db_url, CHATBOT_AUTH="accounts",
-                      CHATBOT_ANSWER_TOKENS="400", CHATBOT_ANSWER_LEASE_S="2")
+                      CHATBOT_ANSWER_TOKENS="400", CHATBOT_ANSWER_LEASE_S="2",
+                      # the long story must still be streaming when the chatbot is killed
+                      CHATBOT_LOOP_REPEATS="0")
     bot = ServiceProcess("chatbot", "CHATBOT_", env=env)
     with bot, httpx.Client(base_url=bot.url, timeout=120) as client:
         login(client, "admin", route="setup")
@@ -74,8 +76,9 @@ def test_two_replicas_on_postgresql_serve_one_user_alternately(
     from tests.chatbot.pg import reset
 
     reset(pg_server)
+    # Answers long enough that the second replica's turn arrives while the first one streams.
     env = chatbot_env(llm_server.url, CHATBOT_DATABASE_URL=pg_server, CHATBOT_AUTH="accounts",
-                      CHATBOT_ANSWER_TOKENS="24")
+                      CHATBOT_ANSWER_TOKENS="200", CHATBOT_LOOP_REPEATS="0")
     with ServiceProcess("chatbot", "CHATBOT_", env=env) as a, \
             ServiceProcess("chatbot", "CHATBOT_", env=env) as b, \
             httpx.Client(base_url=a.url, timeout=120) as on_a, \
@@ -89,15 +92,17 @@ def test_two_replicas_on_postgresql_serve_one_user_alternately(
         for client in (on_a, on_b):
             conv = client.get(f"/api/conversations/{cid}").json()
             assert [m["role"] for m in conv["messages"]] == ["user", "assistant"] * 3
-            assert all(m["status"] == "complete" for m in conv["messages"])
+            assert all(m["status"] == "complete" for m in conv["messages"]), \
+                [(m["role"], m["status"], m["content"][:80]) for m in conv["messages"]]
             assert [c["id"] for c in client.get("/api/conversations?q=ada").json()["data"]] \
                 == [cid]
         # One answer at a time per conversation, across replicas.
         with on_a.stream("POST", "/api/chat", json={"conversation_id": cid,
-                                                    "message": "Count to ten."}) as running:
-            assert next(line for line in running.iter_lines() if line.startswith("data:"))
+                                                    "message": STORY}) as running:
+            lines = running.iter_lines()  # kept open: closing it would hang up on the answer
+            assert next(line for line in lines if line.startswith("data:"))
             busy = chat_events(on_b, "Interrupting.", conversation_id=cid)
-            assert busy[-1][0] == "error"
+            assert busy[-1][0] == "error", busy[-3:]
             assert busy[-1][1]["error"]["code"] == "answer_in_progress"
         assert on_a.post("/api/auth/logout").status_code == 200
         assert on_b.get("/api/me").status_code == 401  # logged out everywhere

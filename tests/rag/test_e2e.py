@@ -5,12 +5,12 @@ Real processes: llmserver (SmolLM2), rag (embedded Qdrant), chatbot in front of 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 
 import httpx
 import pytest
 
+from tests.chatbot.conftest import chat_events, conversation_of
 from tests.utils.procs import ServiceProcess
 
 from .docs import make_pdf
@@ -55,18 +55,12 @@ def test_gateway_answer_names_the_uploaded_document(stack):
 def test_browser_chat_api_streams_sources_of_the_document(stack):
     _, chatbot = stack
     with httpx.Client(base_url=chatbot.url, timeout=300) as client:
-        assert client.patch("/api/session", json={"collection": "e2e"}).status_code == 200
-        events = []
-        with client.stream("POST", "/api/chat",
-                           json={"message": "When was the Zephyr-9 telescope completed?"}
-                           ) as response:
-            assert response.status_code == 200
-            name = "message"
-            for line in response.iter_lines():
-                if line.startswith("event:"):
-                    name = line[6:].strip()
-                elif line.startswith("data:"):
-                    events.append((name, json.loads(line[5:].strip())))
-    sources = [data for name, data in events if name == "sources"]
-    assert sources, [n for n, _ in events]
-    assert sources[0]["sources"][0]["document"] == "telescopes.pdf"
+        events = chat_events(client, "When was the Zephyr-9 telescope completed?",
+                             collection="e2e")
+        sources = [data for name, data in events if name == "sources"]
+        assert sources, [n for n, _ in events]
+        assert sources[0]["sources"][0]["document"] == "telescopes.pdf"
+        # The conversation keeps the sources with the answer.
+        stored = client.get(f"/api/conversations/{conversation_of(events)}").json()
+        assert stored["collection"] == "e2e"
+        assert stored["messages"][-1]["sources"][0]["document"] == "telescopes.pdf"
