@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pexpect
 import pytest
 
@@ -42,6 +43,7 @@ KINDS = {
     "tinyllm chat": "chat", "curl http://127.0.0.1:8000": "llmserver",
     "tinyllm ingest": "rag", "curl -F": "rag", "curl http://127.0.0.1:8001": "rag",
     "tinyllm train": "train", "tinyllm backup": "backup", "tinyllm restore": "backup",
+    "curl http://127.0.0.1:5000": "chatbot", "scripts/wheelhouse.sh": "setup",
 }
 
 
@@ -97,7 +99,12 @@ def test_backup_commands(tmp_path: Path) -> None:
 
 def test_compose_command_is_the_validated_file() -> None:
     # The compose file itself is validated by tests/test_stack.py (docker-compose config).
-    assert [c for c in readme_commands() if kind(c) == "compose"] == ["docker compose up --build"]
+    # Running them is the image test's work (scripts/test.sh --images).
+    assert [c for c in readme_commands() if kind(c) == "compose"] == [
+        "docker compose up --build",
+        "docker compose --profile train run --rm trainer --train-data /train/mytext.txt "
+        "--iters 500",
+        "docker compose -f docker-compose.yml -f docker-compose.gpu.yml up --build"]
 
 
 def test_llmserver_curl_commands(llm_server: ServiceProcess, tmp_path: Path) -> None:
@@ -198,3 +205,28 @@ def test_train_commands_short(tmp_path: Path) -> None:
     # a bare --model-out goes into the models folder; the checkpoint is where it was named
     assert (tmp_path / "models" / "ggml-tiny-f32.gguf").is_file()
     assert (tmp_path / "chk.bin").is_file()
+
+
+def test_chatbot_curl_command(llm_server: ServiceProcess, rag: ServiceProcess,
+                              tmp_path: Path) -> None:
+    env = {"CHATBOT_LLM_URLS": llm_server.url + "/v1", "CHATBOT_RAG_URL": rag.url,
+           "CHATBOT_API_KEY": "readme-key", "CHATBOT_ANSWER_TOKENS": "16",
+           "CHATBOT_DATABASE_URL": f"sqlite:///{tmp_path / 'chat.db'}"}
+    commands = [c for c in readme_commands() if kind(c) == "chatbot"]
+    assert commands
+    # The README's collection "notes" (the rag commands above make it too; the same bytes add
+    # nothing).
+    reply = httpx.post(f"{rag.url}/collections/notes/documents", timeout=120,
+                       files={"files": ("hi.txt", b"Notes: say hi politely to everyone.")})
+    assert reply.status_code == 200, reply.text
+    with ServiceProcess("chatbot", "CHATBOT_", env=env) as chatbot:
+        for command in commands:
+            command = command.replace("http://127.0.0.1:5000", chatbot.url)
+            # curl -d, with the bearer key: the chatbot reads the body as JSON
+            result = shell(command + " -sS --fail-with-body", tmp_path, {"KEY": "readme-key"})
+            assert result.returncode == 0, (command, result.stdout, result.stderr)
+            body = json.loads(result.stdout)
+            assert body["choices"][0]["message"]["content"], body
+            assert "sources" in body, body
+            refused = shell(command + " -sS", tmp_path, {"KEY": "wrong"})
+            assert json.loads(refused.stdout)["error"]["type"] == "authentication_error"
