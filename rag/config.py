@@ -29,6 +29,18 @@ class Settings(ServiceSettings):
         None, validation_alias="QDRANT_URL",
         description="Qdrant server URL (e.g. http://qdrant:6333); unset means embedded on disk.",
     )
+    embedded_engine: Literal["edge", "local"] = Field(
+        "edge", description="Embedded store (QDRANT_URL unset): edge (qdrant-edge, Qdrant's "
+                            "in-process engine with HNSW indexes, under edge/ in the data "
+                            "folder) or local (qdrant-client's local mode: exact scan in "
+                            "Python, under qdrant/).")
+    index_threshold: int = Field(
+        20000, ge=100, description="edge: points written since the last index build that "
+                                   "start a new one (in a child process; below this many "
+                                   "points search scans exactly, which is fast).")
+    hnsw_ef: int = Field(128, ge=4, le=4096,
+                         description="edge: HNSW search breadth (higher: closer to exact, "
+                                     "slower).")
     qdrant_api_key: str | None = Field(
         None, validation_alias="QDRANT_API_KEY",
         description="API key of the Qdrant server, if it requires one.",

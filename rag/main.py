@@ -59,8 +59,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     # behind the Python work of ingest threads.
     sys.setswitchinterval(0.001)
     app.state.store = await asyncio.to_thread(Store, settings)
-    log.info("qdrant: %s (%s)", app.state.store.location,
-             "embedded" if app.state.store.embedded else "server")
+    log.info("qdrant: %s (%s)", app.state.store.location, app.state.store.engine)
     await asyncio.to_thread(_cleanup, app.state.store, settings)
     # Load the model off the event loop so /health answers 503 "loading" meanwhile.
     loading = asyncio.create_task(asyncio.to_thread(_load_embedder, app, settings))

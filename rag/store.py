@@ -68,7 +68,16 @@ class Store:
 
     def __init__(self, settings: Settings) -> None:
         self.embedded = settings.qdrant_url is None
-        if self.embedded:
+        # "edge" (qdrant-edge, HNSW), "local" (qdrant-client's local mode) or "server".
+        self.engine = settings.embedded_engine if self.embedded else "server"
+        self.client: Any
+        if self.engine == "edge":
+            from .edge import EdgeClient
+
+            path = settings.data_dir / "edge"
+            self.location = str(path)
+            self.client = EdgeClient(path, settings.index_threshold, settings.hnsw_ef)
+        elif self.engine == "local":
             path = settings.data_dir / "qdrant"
             path.mkdir(parents=True, exist_ok=True)
             self.location = str(path)
@@ -77,8 +86,11 @@ class Store:
             self.location = str(settings.qdrant_url)
             self.client = QdrantClient(url=self.location, api_key=settings.qdrant_api_key,
                                        timeout=30)
-        # The embedded engine is not built for concurrent writers from several threads.
-        self._lock: Any = threading.RLock() if self.embedded else contextlib.nullcontext()
+        # qdrant-client's local mode is not built for concurrent writers from several
+        # threads; the edge client locks each collection's writes itself (searches never
+        # wait for an index build's copy step).
+        self._lock: Any = (threading.RLock() if self.engine == "local"
+                           else contextlib.nullcontext())
         # Embedded mode scans payload filters in Python (10x a search), so it skips the
         # `complete` filter unless this process has incomplete points in that collection.
         self._writing: Counter[str] = Counter()
@@ -89,6 +101,7 @@ class Store:
         # with another model is caught by Qdrant's own vector size check.)
         self._meta_cache: dict[str, dict[str, Any]] = {}
         self._guard = threading.Lock()
+        self.force_filter = False  # benchmarks: the filtered path of local mode
         # Writes a batch while the caller prepares the next; started here, at normal priority.
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="rag-upsert")
         self._writer.submit(lambda: None).result()
@@ -157,7 +170,7 @@ class Store:
                 sparse_vectors_config={SPARSE: qm.SparseVectorParams(modifier=qm.Modifier.IDF)},
                 metadata={"embedding_model": model, "vector_size": dim, "schema": SCHEMA},
             )
-            if not self.embedded:
+            if self.engine != "local":  # local mode scans payloads in Python anyway
                 for key in KEYWORD_FIELDS:
                     c.create_payload_index(name, key, qm.PayloadSchemaType.KEYWORD)
                 for key in INT_FIELDS:
@@ -360,7 +373,10 @@ class Store:
                 conditions: list[Any]) -> list[dict[str, Any]]:
         with self.locked() as c:
             # Checked under the lock, so no write can slip in between the check and the query.
-            strict = not self.embedded or self._writing[name] > 0 or name in self._dirty
+            # Only local mode takes the shortcut: the engines with payload indexes filter
+            # on `complete` at almost no cost, and have no such lock.
+            strict = (self.engine != "local" or self._writing[name] > 0
+                      or name in self._dirty or self.force_filter)
             must = [_match("complete", True)] if strict else []
             flt = qm.Filter(must=[*must, *conditions]) if must or conditions else None
             sparse_q = qm.SparseVector(indices=sparse[0], values=sparse[1]) if sparse else None
