@@ -28,6 +28,7 @@ import sys
 import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -107,9 +108,13 @@ class Collection:
         self.deleted = False
         self.retry_at = 0.0  # after a failed build, the next waits a while
 
-    def write(self, op: Any, points: int = 0) -> None:
+    def write(self, op: Any, points: int = 0, what: str = "upsert") -> None:
         with self.lock:
+            start = time.perf_counter()
             self.shard.update(op)
+            took = time.perf_counter() - start
+            if took > 0.05:  # the GIL is held throughout: searches waited this long
+                log.warning("slow %s in %s: %.0f ms", what, self.folder.name, took * 1000)
             if self.journal is not None:
                 self.journal.append(op)
             self.pending += points
@@ -128,6 +133,11 @@ class EdgeClient:
         self._builder = threading.Lock()  # one index build at a time (it takes a core)
         self._children: set[subprocess.Popen] = set()
         self._closed = False
+        # Shards are created and opened on this one thread, started here at normal priority:
+        # a shard's search threads inherit the priority of the thread that opens it, and an
+        # ingest thread (niced) would otherwise leave every search of it at the ingest's nice.
+        self._opener = ThreadPoolExecutor(1, thread_name_prefix="rag-edge-open")
+        self._opener.submit(lambda: None).result()
         root.mkdir(parents=True, exist_ok=True)
         for folder in sorted(root.iterdir()):
             if folder.name.startswith("."):  # a collection half created or half deleted
@@ -141,10 +151,13 @@ class EdgeClient:
             if stray.name != gen:
                 shutil.rmtree(stray, ignore_errors=True)
         meta = json.loads((folder / "meta.json").read_text())
-        col = Collection(folder, meta, gen, E.EdgeShard.load(str(folder / gen)))
+        col = Collection(folder, meta, gen, self._load(folder / gen))
         col.pending = max(0, col.shard.info().points_count - int(meta.get("indexed", 0)))
         self._maybe_index(col)
         return col
+
+    def _load(self, path: Path) -> Any:
+        return self._opener.submit(E.EdgeShard.load, str(path)).result()
 
     def _col(self, name: str) -> Collection:
         col = self._cols.get(name)
@@ -187,12 +200,12 @@ class EdgeClient:
             # Built under a hidden name, then renamed: a crash leaves no half collection.
             tmp = self.root / f".new-{name}-{uuid.uuid4().hex[:8]}"
             tmp.mkdir()
-            E.EdgeShard.create(str(tmp / "gen-0"), config).close()
+            self._opener.submit(E.EdgeShard.create, str(tmp / "gen-0"), config).result().close()
             _write_atomic(tmp / "meta.json", json.dumps(meta))
             _write_atomic(tmp / "CURRENT", "gen-0")
             os.replace(tmp, self.root / name)
             self._cols[name] = Collection(self.root / name, meta, "gen-0",
-                                          E.EdgeShard.load(str(self.root / name / "gen-0")))
+                                          self._load(self.root / name / "gen-0"))
         return True
 
     def delete_collection(self, name: str) -> None:
@@ -224,12 +237,12 @@ class EdgeClient:
 
     def set_payload(self, name: str, payload: dict[str, Any], points: qm.Filter,
                     wait: bool = True) -> None:
-        self._col(name).write(E.UpdateOperation.set_payload_by_filter(to_filter(points),
-                                                                      _payload(payload)))
+        self._col(name).write(E.UpdateOperation.set_payload_by_filter(
+            to_filter(points), _payload(payload)), what="set_payload")
 
     def delete(self, name: str, points_selector: qm.FilterSelector, wait: bool = True) -> None:
         self._col(name).write(E.UpdateOperation.delete_points_by_filter(
-            to_filter(points_selector.filter)))
+            to_filter(points_selector.filter)), what="delete")
 
     def count(self, name: str, count_filter: qm.Filter | None = None, exact: bool = True) -> Any:
         return SimpleNamespace(count=self._col(name).shard.count(
@@ -265,6 +278,7 @@ class EdgeClient:
             with col.lock:
                 col.shard.close()
         self._cols.clear()
+        self._opener.shutdown()
 
     # --- the index, built out of process -----------------------------------------------
 
@@ -322,7 +336,7 @@ class EdgeClient:
             shutil.rmtree(dst, ignore_errors=True)
             log.warning("index build of %s failed (exit %s)", col.folder.name, child.returncode)
             return False
-        built = E.EdgeShard.load(str(dst))  # holds the GIL for a moment (~0.5 s at 100k)
+        built = self._load(dst)  # holds the GIL for a moment (~0.5 s at 100k)
         with col.lock:
             if col.deleted:
                 built.close()
