@@ -104,6 +104,12 @@ class Settings(ServiceSettings):
                                     "Retry-After. Each runs on the ingest executor."
     )
     jobs_kept: int = Field(1000, ge=1, description="Finished jobs kept for GET /jobs/{id}.")
+    ingest_process: bool = Field(
+        True, description="Embed ingest batches in a child process at the ingest nice (the "
+                          "model loaded there once more), so searches take the cores first.")
+    ingest_threads: int = Field(
+        0, ge=0, le=256, description="Torch threads of the ingest child process; 0 means "
+                                     "torch's default (one per core).")
     ingest_nice: int = Field(
         10, ge=0, le=19, description="Nice value added to the ingest threads (Linux), so "
                                      "searches and /health keep the CPU while ingests run.",

