@@ -28,6 +28,7 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import SimpleNamespace
@@ -361,7 +362,8 @@ def build(src: str, dst: str) -> None:
     """The child's side: copy the flushed shard, then build its index at low priority."""
     os.nice(19)
     shutil.copytree(src, dst)
-    print("copied", flush=True)
+    sys.stdout.write("copied\n")  # the parent resumes writes on this line
+    sys.stdout.flush()
     shard = E.EdgeShard.load(dst)
     shard.optimize()
     shard.flush()
@@ -370,3 +372,41 @@ def build(src: str, dst: str) -> None:
 
 if __name__ == "__main__":
     build(sys.argv[1], sys.argv[2])
+
+
+def migrate_local(local: Path, client: EdgeClient,
+                  index_fields: Callable[[str], None] = lambda name: None) -> int:
+    """Copy the collections of a qdrant-client local-mode store (rag before the edge store)
+    into the edge store, then rename its folder `qdrant.migrated`; returns points copied.
+
+    Re-run from the start after a crash: the local folder is renamed only at the end, and
+    collections of the same name in the edge store are dropped before each copy.
+    """
+    from qdrant_client import QdrantClient
+
+    source = QdrantClient(path=str(local))
+    copied = 0
+    try:
+        for col in source.get_collections().collections:
+            name = col.name
+            config = source.get_collection(name).config
+            if client.collection_exists(name):
+                client.delete_collection(name)
+            client.create_collection(name, vectors_config=config.params.vectors,
+                                     sparse_vectors_config=config.params.sparse_vectors,
+                                     metadata=config.metadata)
+            index_fields(name)
+            offset = None
+            while True:
+                points, offset = source.scroll(name, limit=256, offset=offset,
+                                               with_payload=True, with_vectors=True)
+                client.upsert(name, [qm.PointStruct(id=p.id, vector=p.vector or {},
+                                                    payload=p.payload) for p in points])
+                copied += len(points)
+                if offset is None:
+                    break
+            log.warning("migrated collection %s from the local-mode store", name)
+    finally:
+        source.close()
+    os.replace(local, local.with_name(local.name + ".migrated"))
+    return copied

@@ -77,6 +77,12 @@ class Store:
             path = settings.data_dir / "edge"
             self.location = str(path)
             self.client = EdgeClient(path, settings.index_threshold, settings.hnsw_ef)
+            local = settings.data_dir / "qdrant"
+            if (local / "collection").is_dir():  # written by rag before the edge store
+                from .edge import migrate_local
+
+                log.warning("moved %d points from the local-mode store into %s",
+                            migrate_local(local, self.client, self._index_fields), path)
         elif self.engine == "local":
             path = settings.data_dir / "qdrant"
             path.mkdir(parents=True, exist_ok=True)
@@ -171,12 +177,15 @@ class Store:
                 metadata={"embedding_model": model, "vector_size": dim, "schema": SCHEMA},
             )
             if self.engine != "local":  # local mode scans payloads in Python anyway
-                for key in KEYWORD_FIELDS:
-                    c.create_payload_index(name, key, qm.PayloadSchemaType.KEYWORD)
-                for key in INT_FIELDS:
-                    c.create_payload_index(name, key, qm.PayloadSchemaType.INTEGER)
-                c.create_payload_index(name, "complete", qm.PayloadSchemaType.BOOL)
+                self._index_fields(name)
         return True
+
+    def _index_fields(self, name: str) -> None:
+        for key in KEYWORD_FIELDS:
+            self.client.create_payload_index(name, key, qm.PayloadSchemaType.KEYWORD)
+        for key in INT_FIELDS:
+            self.client.create_payload_index(name, key, qm.PayloadSchemaType.INTEGER)
+        self.client.create_payload_index(name, "complete", qm.PayloadSchemaType.BOOL)
 
     def _meta(self, name: str) -> dict[str, Any]:
         """The collection's recorded model, size and schema; cached (no point counts)."""

@@ -138,3 +138,33 @@ def test_collections_made_by_niced_ingest_threads_search_at_normal_priority(tmp_
 def make_in(client: EdgeClient) -> None:
     client.create_collection("n", vectors_config={"dense": qm.VectorParams(
         size=DIM, distance=qm.Distance.COSINE)})
+
+
+def test_a_local_mode_store_moves_into_the_edge_store(tmp_path):
+    from rag.config import Settings
+    from rag.store import PointBatch, Store
+
+    rng = np.random.default_rng(2)
+    local = Store(Settings(data_dir=tmp_path, qdrant_url=None, embedded_engine="local"))
+    local.create("old", "all-MiniLM-L6-v2", DIM)
+    vectors = rng.standard_normal((30, DIM)).astype(np.float32)
+    local.upsert("old", PointBatch(
+        [str(uuid.uuid4()) for _ in range(30)], vectors, [([1, 2 + i], [1 + i / 30, 1.0])
+                                                          for i in range(30)],
+        [{"doc_id": "d", "document": "a.txt", "chunk_index": i, "page": None,
+          "complete": True, "text": f"t{i}"} for i in range(30)]))
+    queries = [(vectors[3].tolist(), None), (None, ([1, 5], [1.0, 1.0])),
+               (vectors[3].tolist(), ([1, 5], [1.0, 1.0]))]
+    expected = [local.search("old", d, sp, 5, []) for d, sp in queries]
+    local.close()
+    edge = Store(Settings(data_dir=tmp_path, qdrant_url=None))
+    assert edge.engine == "edge" and (tmp_path / "qdrant.migrated").is_dir()
+    assert not (tmp_path / "qdrant").exists()
+    assert edge.info("old")["points"] == 30 and edge.info("old")["documents"] == 1
+    got = [edge.search("old", d, sp, 5, []) for d, sp in queries]
+    # The same hits in the same order; fused scores the same (equal RRF scores may order
+    # their hits either way).
+    assert [[h["text"] for h in g] for g in got[:2]] == \
+        [[h["text"] for h in e] for e in expected[:2]]
+    assert [round(h["score"], 4) for h in got[2]] == [round(h["score"], 4) for h in expected[2]]
+    edge.close()

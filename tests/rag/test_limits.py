@@ -160,7 +160,7 @@ def test_at_most_max_jobs_ingests_and_search_stays_fast(tmp_path):
             return out
 
         search_ms(10)
-        idle = search_ms(60)
+        idle = search_ms(100)
         jobs = []
         for i in range(3):
             response = httpx.post(f"{url}/collections/load{i}/documents", timeout=60,
@@ -174,19 +174,21 @@ def test_at_most_max_jobs_ingests_and_search_stays_fast(tmp_path):
         assert refused.headers["retry-after"] == "5"
         assert refused.json()["error"]["code"] == "too_many_ingests"
         time.sleep(1)
-        busy = search_ms(60)
+        busy = search_ms(100)
         health = httpx.get(f"{url}/health", timeout=5)
         states = [httpx.get(f"{url}/jobs/{j}", timeout=10).json() for j in jobs]
         assert health.status_code == 200
         # The searches really ran while all three ingests were still going.
         assert all(s["status"] == "running" for s in states), states
-        # The target is p99 within 2x; on a shared 2-core machine the idle p99 of 60
-        # searches is itself one scheduler hiccup, so the test holds p90 and the median to it
-        # (before queries had their own encoder both were 2-3x); the benchmark reports p99.
-        cuts = {name: statistics.quantiles(v, n=10) for name, v in (("idle", idle),
-                                                                    ("busy", busy))}
-        assert cuts["busy"][8] <= 2 * cuts["idle"][8], cuts
-        assert statistics.median(busy) <= 2 * statistics.median(idle), cuts
+        # The target is p99 within 2x of idle. The ingests embed in a niced child process
+        # and the store's searches never wait for ingest writes, so it holds; on a shared
+        # 2-core machine one scheduler hiccup in 100 searches is itself the p99, so p99 gets
+        # a 25 ms allowance on top, and p90 and the median are held to 2x as they are.
+        cuts = {name: statistics.quantiles(v, n=100, method="inclusive")
+                for name, v in (("idle", idle), ("busy", busy))}
+        assert cuts["busy"][89] <= 2 * cuts["idle"][89], cuts
+        assert cuts["busy"][49] <= 2 * cuts["idle"][49], cuts
+        assert cuts["busy"][98] <= 2 * cuts["idle"][98] + 25, cuts
         deadline = time.monotonic() + 600
         for job_id in jobs:
             while (job := httpx.get(f"{url}/jobs/{job_id}", timeout=10).json())["status"] \
