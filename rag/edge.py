@@ -61,7 +61,7 @@ def _condition(c: Any) -> Any:
         if isinstance(c.match, qm.MatchAny):
             return E.FieldCondition(c.key, match=E.MatchAny([_value(v) for v in c.match.any]))
         if c.range is not None:
-            r = c.range
+            r: Any = c.range  # rag's ranges are numeric
             return E.FieldCondition(c.key, range=E.RangeFloat(gte=r.gte, gt=r.gt, lte=r.lte,
                                                               lt=r.lt))
     raise NotImplementedError(f"condition not supported by the edge store: {c!r}")
@@ -70,9 +70,10 @@ def _condition(c: Any) -> Any:
 def to_filter(f: qm.Filter | None) -> E.Filter | None:
     if f is None:
         return None
-    conds = {key: [_condition(c) for c in (getattr(f, key) or [])]
-             for key in ("must", "should", "must_not")}
-    return E.Filter(**{k: v or None for k, v in conds.items()})
+    def conds(items: Any) -> list[Any] | None:
+        return [_condition(c) for c in items] if items else None
+
+    return E.Filter(must=conds(f.must), should=conds(f.should), must_not=conds(f.must_not))
 
 
 def _query(q: Any, using: str | None) -> Any:
@@ -239,11 +240,11 @@ class EdgeClient:
     def set_payload(self, name: str, payload: dict[str, Any], points: qm.Filter,
                     wait: bool = True) -> None:
         self._col(name).write(E.UpdateOperation.set_payload_by_filter(
-            to_filter(points), _payload(payload)), what="set_payload")
+            to_filter(points) or E.Filter(), _payload(payload)), what="set_payload")
 
     def delete(self, name: str, points_selector: qm.FilterSelector, wait: bool = True) -> None:
         self._col(name).write(E.UpdateOperation.delete_points_by_filter(
-            to_filter(points_selector.filter)), what="delete")
+            to_filter(points_selector.filter) or E.Filter()), what="delete")
 
     def count(self, name: str, count_filter: qm.Filter | None = None, exact: bool = True) -> Any:
         return SimpleNamespace(count=self._col(name).shard.count(
