@@ -7,8 +7,10 @@ into responses (whole, or streamed as SSE).
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
+import threading
+import weakref
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -21,7 +23,7 @@ from .config import Settings
 from .engine import Event, Sampler, SamplingConfig, Task
 from .engine.sampling import DEFAULT_SEED
 from .pool import LoadedModel, ModelPool
-from .responses import ChatShape, Choice, CompletionShape, usage
+from .responses import ChatShape, Choice, CompletionShape, sse, usage
 from .schemas import ChatCompletionRequest, CompletionRequest, SamplingParams
 from .stats import Stats
 
@@ -53,19 +55,57 @@ def _llama_error(exc: BaseException) -> APIError:
     return APIError(500, "Generation failed.", code="generation_failed")
 
 
+class Mailbox:
+    """Engine thread to one event loop: events pile up here and one wake-up of the loop
+    delivers all that came meanwhile (a decode step's tokens for every stream), instead of
+    one cross-thread call per token."""
+
+    _boxes: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Mailbox] = \
+        weakref.WeakKeyDictionary()
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.items: deque[tuple[asyncio.Queue[Event], Event]] = deque()
+        self.lock = threading.Lock()
+        self.scheduled = False
+
+    @classmethod
+    def of(cls, loop: asyncio.AbstractEventLoop) -> Mailbox:
+        box = cls._boxes.get(loop)
+        if box is None:
+            box = cls._boxes[loop] = cls(loop)
+        return box
+
+    def post(self, queue: asyncio.Queue[Event], event: Event) -> None:  # engine thread
+        self.items.append((queue, event))
+        with self.lock:
+            if self.scheduled:  # a delivery is pending; it will take this one too
+                return
+            self.scheduled = True
+        self.loop.call_soon_threadsafe(self._deliver)
+
+    def _deliver(self) -> None:  # event loop
+        with self.lock:
+            self.scheduled = False  # from here on a new post schedules a new delivery
+        items = self.items
+        while items:
+            queue, event = items.popleft()
+            queue.put_nowait(event)
+
+
 class Job:
     """A submitted task seen from its request: its events, in order, and its cleanup."""
 
     def __init__(self, inference: Inference, model: LoadedModel) -> None:
         self.inference = inference
         self.model = model
-        self.loop = asyncio.get_running_loop()
+        self.mailbox = Mailbox.of(asyncio.get_running_loop())
         self.events: asyncio.Queue[Event] = asyncio.Queue()
         self.task: Task | None = None
         self.closed = False
 
     def put(self, event: Event) -> None:  # engine thread
-        self.loop.call_soon_threadsafe(self.events.put_nowait, event)
+        self.mailbox.post(self.events, event)
 
     async def next(self) -> Event:
         event = await self.events.get()
@@ -191,16 +231,18 @@ class Inference:
         first = await _first(job, disconnected)
         include_usage = bool(req.stream_options and req.stream_options.include_usage)
 
-        async def chunks() -> AsyncIterator[dict[str, Any]]:
+        async def chunks() -> AsyncIterator[dict[str, Any] | bytes]:
             for c in choices:
                 yield shape.delta(c.index, {"role": "assistant", "content": ""})
             async for event in _events(job, first, len(choices)):
                 choice = choices[event.index]
                 if event.kind == "token":
                     text = choice.add(event)
-                    lps = [event.logprob] if req.logprobs and event.logprob else None
-                    if text or lps:
-                        yield shape.delta(choice.index, {"content": text}, logprobs=lps)
+                    if req.logprobs and event.logprob:
+                        yield shape.delta(choice.index, {"content": text},
+                                          logprobs=[event.logprob])
+                    elif text:
+                        yield shape.content(choice.index, text)
                 elif event.kind == "done":
                     tail = choice.done(event)
                     if tail:
@@ -243,7 +285,7 @@ class Inference:
         first = await _first(job, disconnected)
         include_usage = bool(req.stream_options and req.stream_options.include_usage)
 
-        async def chunks() -> AsyncIterator[dict[str, Any]]:
+        async def chunks() -> AsyncIterator[dict[str, Any] | bytes]:
             offsets = [0] * len(choices)
             if echo and first.kind != "prompt":
                 for c in choices:
@@ -262,8 +304,10 @@ class Inference:
                     if top is not None and event.logprob is not None:
                         lp = shape.logprobs([event.logprob], offsets[choice.index])
                     offsets[choice.index] += len(piece)
-                    if piece or lp:
+                    if lp:
                         yield shape.chunk(choice.index, piece, logprobs=lp)
+                    elif piece:
+                        yield shape.text(choice.index, piece)
                 elif event.kind == "done":
                     yield shape.chunk(choice.index, choice.done(event), choice.finish_reason)
             if include_usage:
@@ -319,17 +363,18 @@ async def _collect(job: Job, choices: list[Choice], disconnected: Disconnected) 
     return prompt
 
 
-def _sse(job: Job, chunks: AsyncIterator[dict[str, Any]]) -> EventSourceResponse:
-    async def events() -> AsyncIterator[dict[str, str]]:
+def _sse(job: Job, chunks: AsyncIterator[dict[str, Any] | bytes]) -> EventSourceResponse:
+    # Events go out as ready-made bytes (sse_starlette passes bytes through untouched).
+    async def events() -> AsyncIterator[bytes]:
         try:
             async for chunk in chunks:
-                yield {"data": json.dumps(chunk)}
-            yield {"data": "[DONE]"}
+                yield chunk if isinstance(chunk, bytes) else sse(chunk)
+            yield b"data: [DONE]\n\n"
         except APIError as exc:  # after the headers, errors travel as an SSE event
-            yield {"data": json.dumps(exc.body())}
+            yield sse(exc.body())
         except Exception as exc:
-            yield {"data": json.dumps(error_body(_llama_error(exc).message, "server_error",
-                                                 "generation_failed"))}
+            yield sse(error_body(_llama_error(exc).message, "server_error",
+                                 "generation_failed"))
         finally:
             job.close()
 

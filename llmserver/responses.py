@@ -3,6 +3,7 @@ as stream chunks, with logprobs and tool calls. Knows nothing of batching."""
 
 from __future__ import annotations
 
+import json
 import math
 import time
 import uuid
@@ -13,6 +14,31 @@ from .engine import Event
 from .engine.task import TokenLogprob
 from .schemas import Tool
 from .structured import might_be_call, parse_call
+
+
+_MARK = "\x00text\x00"  # stands for the text in a pre-built frame; never in real output
+
+
+def sse(chunk: dict[str, Any]) -> bytes:
+    """One server-sent event carrying `chunk` as JSON (JSON never spans lines)."""
+    return b"data: " + json.dumps(chunk).encode() + b"\n\n"
+
+
+class Frames:
+    """The SSE bytes of a chunk whose only variable part is one text field, per choice:
+    built once by `make(index, MARK)` and split around the marker, so each token costs
+    one json.dumps of its text and two concatenations (same bytes as `sse`)."""
+
+    def __init__(self, make: Any) -> None:
+        self.make = make
+        self.frames: dict[int, tuple[bytes, bytes]] = {}
+
+    def __call__(self, index: int, text: str) -> bytes:
+        frame = self.frames.get(index)
+        if frame is None:
+            head, tail = sse(self.make(index, _MARK)).split(json.dumps(_MARK).encode())
+            frame = self.frames[index] = (head, tail)
+        return frame[0] + json.dumps(text).encode() + frame[1]
 
 
 def chat_logprob(lp: TokenLogprob) -> dict[str, Any]:
@@ -79,6 +105,8 @@ class ChatShape:
         self.created = int(time.time())
         self.model = model
         self.want_logprobs = want_logprobs
+        # A streamed token with no logprobs: the bulk of every chat stream.
+        self.content = Frames(lambda i, text: self.delta(i, {"content": text}))
 
     def chunk(self, choices: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
         return {"id": self.id, "object": "chat.completion.chunk", "created": self.created,
@@ -107,6 +135,7 @@ class CompletionShape:
         self.created = int(time.time())
         self.model = model
         self.top = top
+        self.text = Frames(lambda i, text: self.chunk(i, text))
 
     def logprobs(self, entries: list[TokenLogprob | None], offset: int) -> dict[str, Any]:
         tokens: list[str] = []

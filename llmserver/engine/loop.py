@@ -50,6 +50,10 @@ class Engine:
         self.lock = threading.Condition()
         self.closed = False
         self.steps = 0
+        # Events of one step, handed over together after it (one wake-up of the reader's
+        # event loop per step, not one per token), and the step's generated-token count.
+        self.outbox: list[tuple[Task, Event]] = []
+        self.new_tokens = 0
         self.thread = threading.Thread(target=self._run, name="llm-engine", daemon=True)
         self.thread.start()
 
@@ -148,7 +152,9 @@ class Engine:
                 active = [s for s in self.slots if s.task is not None]
             try:
                 self.step(active)
+                self._flush()
             except Exception as exc:  # a failed step fails its tasks, never the loop
+                self._flush()
                 log.error("decode step failed: %r", exc)
                 with self.lock:
                     for task in {s.task for s in active if s.task is not None}:
@@ -179,6 +185,14 @@ class Engine:
                 if slot.state == PREFILL and slot.task is not None and slot.task.n > 1:
                     self._copy_to_siblings(slot, row)
                 self._sample(slot, row)
+
+    def _flush(self) -> None:
+        outbox, self.outbox = self.outbox, []
+        for task, event in outbox:
+            task.emit(event)
+        if self.new_tokens:
+            self.stats.generated(self.new_tokens)
+            self.new_tokens = 0
 
     def decode(self) -> None:
         """One llama_decode of the batch built this step (a seam for fault tests)."""
@@ -227,7 +241,7 @@ class Engine:
             out.append(token_logprob(self._text(token), lp,
                                      [(self._text(t), v) for t, v in top]))
         slot.prompt_rows = []
-        task.emit(Event("prompt", prompt=out))
+        self.outbox.append((task, Event("prompt", prompt=out)))
 
     def _copy_to_siblings(self, slot: Slot, row: int) -> None:
         for other in self.slots:
@@ -244,7 +258,8 @@ class Engine:
         task, sampler, text = slot.task, slot.sampler, slot.text
         assert task is not None and sampler is not None and text is not None
         token = sampler.sample(self.rt.ctx, row)
-        slot.mark_first_token()
+        if not slot.first_token_at:
+            slot.first_token_at = time.perf_counter()
         lp = None
         if task.logprobs is not None:
             value, top = logprobs(self.rt.logits(row), token, task.logprobs)
@@ -253,14 +268,14 @@ class Engine:
             self._finish(slot, "stop", text.flush())
             return
         slot.generated += 1
-        self.stats.generated(1)
+        self.new_tokens += 1
         piece, stopped = text.feed(self.rt.piece(token))
         if stopped:
             self._finish(slot, "stop", piece, lp)
         elif slot.generated >= task.max_tokens:
             self._finish(slot, "length", piece + text.flush(), lp)
         else:
-            task.emit(Event("token", slot.choice, piece, logprob=lp))
+            self.outbox.append((task, Event("token", slot.choice, piece, logprob=lp)))
             slot.next_token = token
             slot.state = GENERATE
 
@@ -269,8 +284,9 @@ class Engine:
         task = slot.task
         assert task is not None
         if tail or lp is not None:
-            task.emit(Event("token", slot.choice, tail, logprob=lp))
-        task.emit(Event("done", slot.choice, finish_reason=reason, tokens=slot.generated))
+            self.outbox.append((task, Event("token", slot.choice, tail, logprob=lp)))
+        self.outbox.append((task, Event("done", slot.choice, finish_reason=reason,
+                                        tokens=slot.generated)))
         if slot.generated > 1:
             self.stats.finished(slot.generated - 1, time.perf_counter() - slot.first_token_at)
         with self.lock:

@@ -44,8 +44,15 @@ class Runtime:
             raise RuntimeError("llama.cpp could not create the engine's context")
         self.mem = C.llama_get_memory(self.ctx)
         self.batch = C.llama_batch_init(n_batch, 0, 1)
+        b = self.batch
+        for i in range(n_batch):  # every row belongs to exactly one sequence
+            b.n_seq_id[i] = 1
+        # Per-row handles fetched once: ctypes indexing is the cost of `add`, per token.
+        self._rows = [(b.seq_id[i], i) for i in range(n_batch)]
+        self._token, self._pos, self._logits = b.token, b.pos, b.logits
         self.n_tokens = 0
         self._pieces: dict[int, bytes] = {}
+        self._eog: dict[int, bool] = {}
         self._buf = ctypes.create_string_buffer(256)
 
     # -- the batch -------------------------------------------------------------------
@@ -54,13 +61,11 @@ class Runtime:
 
     def add(self, token: int, pos: int, seq: int, logits: bool) -> int:
         """Append one token to the batch; returns its row (for logits when asked)."""
-        i = self.n_tokens
-        b = self.batch
-        b.token[i] = token
-        b.pos[i] = pos
-        b.n_seq_id[i] = 1
-        b.seq_id[i][0] = seq
-        b.logits[i] = logits
+        seq_ids, i = self._rows[self.n_tokens]
+        self._token[i] = token
+        self._pos[i] = pos
+        seq_ids[0] = seq
+        self._logits[i] = logits
         self.n_tokens = i + 1
         return i
 
@@ -82,7 +87,10 @@ class Runtime:
 
     # -- tokens ----------------------------------------------------------------------
     def is_eog(self, token: int) -> bool:
-        return bool(C.llama_vocab_is_eog(self.vocab, token))
+        eog = self._eog.get(token)
+        if eog is None:
+            eog = self._eog[token] = bool(C.llama_vocab_is_eog(self.vocab, token))
+        return eog
 
     def piece(self, token: int) -> bytes:
         """The bytes of one token as text (special tokens render empty, as in Llama)."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 
 from .sampling import Sampler
@@ -45,10 +44,6 @@ class Slot:
         self.task, self.sampler, self.text = None, None, None
         self.state = IDLE
         self.pending, self.prompt_rows = [], []
-
-    def mark_first_token(self) -> None:
-        if not self.first_token_at:
-            self.first_token_at = time.perf_counter()
 
 
 def common_prefix(a: list[int], b: list[int]) -> int:

@@ -15,14 +15,16 @@ class TextStream:
 
     def __init__(self, stops: list[str]) -> None:
         self.stops = [s for s in stops if s]
+        # A character that begins no stop string can never be held back: text without any
+        # of these, and nothing held, goes out as it is (the common case, checked in C).
+        self.firsts = frozenset(s[0] for s in self.stops)
         self.decoder = codecs.getincrementaldecoder("utf-8")("replace")
         self.held = ""
 
     def feed(self, data: bytes) -> tuple[str, bool]:
         """Add one token's bytes; returns (text to send now, whether a stop string hit)."""
         text = self.held + self.decoder.decode(data)
-        if not self.stops:
-            self.held = ""
+        if not self.held and self.firsts.isdisjoint(text):
             return text, False
         cut = min((i for i in (text.find(s) for s in self.stops) if i >= 0), default=-1)
         if cut >= 0:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
+import socket
 import threading
 import time
 
@@ -157,3 +158,38 @@ def test_gguf_dropped_into_models_dir_is_served(llm_server, models_dir) -> None:
         assert reply.model == DEFAULT_MODEL
     finally:
         (models_dir / "My-Copy.gguf").unlink()
+
+
+def test_queued_stream_that_hangs_up_leaves_the_queue_at_once(llm_server) -> None:
+    """Both slots busy with long answers; a third streaming request waits in the queue and
+    its client hangs up: it leaves the queue (the depth gauge drops) while both long
+    answers still run, not when a slot frees."""
+    url = llm_server.url
+    done = threading.Event()
+
+    def keep_reading(response: httpx.Response) -> None:
+        for _ in response.iter_lines():
+            if done.is_set():
+                return
+
+    with httpx.Client(timeout=120) as a, httpx.Client(timeout=120) as b:
+        with a.stream("POST", url + CHAT, json=endless_body(1500)) as first, \
+                b.stream("POST", url + CHAT, json=endless_body(1500)) as second:
+            readers = [threading.Thread(target=keep_reading, args=(r,), daemon=True)
+                       for r in (first, second)]
+            for reader in readers:
+                reader.start()
+            wait_for(lambda: metric(url, "llm_slots_busy") == 2, 30, "both slots busy")
+            body = json.dumps(stream_body(5)).encode()
+            host, port = url.removeprefix("http://").split(":")
+            queued = socket.create_connection((host, int(port)))
+            queued.sendall(f"POST {CHAT} HTTP/1.1\r\nHost: {host}\r\nContent-Type: "
+                           f"application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+                           .encode() + body)
+            wait_for(lambda: metric(url, "llm_queue_depth") == 1, 30, "one request queued")
+            queued.close()  # the queued client hangs up before its first byte
+            wait_for(lambda: metric(url, "llm_queue_depth") == 0, 3, "the queue to empty")
+            assert metric(url, "llm_slots_busy") == 2  # both long answers still run
+            done.set()
+            for reader in readers:
+                reader.join(timeout=30)
