@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from services.errors import APIError
+from services.http import UpstreamUnavailable
 
 from .llm import LLMClient, raw_events
 from .loopguard import LoopGuard
@@ -86,30 +87,42 @@ async def generate(llm: LLMClient, prepared: Prepared,
     With a `guard`, an answer that starts looping ends with a `loop` event: the upstream
     connection is closed right there (llmserver stops generating) and the slot freed.
     """
-    ticket = llm.queue.enter()
-    try:
-        while not ticket.granted.done():
-            yield Event("queued", ticket.position())
-            ticket.moved.clear()
-            moved = asyncio.ensure_future(ticket.moved.wait())
-            await asyncio.wait({ticket.granted, moved}, timeout=HEARTBEAT_S,
-                               return_when=asyncio.FIRST_COMPLETED)
-            moved.cancel()
-        await ticket.wait()
-        yield Event("generating")
-        async with llm.open_stream(ticket, prepared.endpoint, prepared.body) as response:
-            async for data in raw_events(response):
-                try:
-                    chunk = json.loads(data)
-                except ValueError as exc:
-                    raise APIError(502, "llmserver sent a malformed stream chunk.",
-                                   code="bad_upstream_response") from exc
-                yield Event("chunk", chunk, data)
-                if guard is not None and guard.feed(chunk_text(chunk)[0]):
-                    yield Event("loop", guard.passage)
-                    return
-    finally:
-        ticket.release()
+    # A server that refuses the connection is marked down and the answer goes to the next
+    # one: a replica that died costs the user nothing while another is up.
+    for attempt in range(len(llm.queue.upstreams)):
+        ticket = llm.queue.enter()
+        try:
+            while not ticket.granted.done():
+                yield Event("queued", ticket.position())
+                ticket.moved.clear()
+                moved = asyncio.ensure_future(ticket.moved.wait())
+                await asyncio.wait({ticket.granted, moved}, timeout=HEARTBEAT_S,
+                                   return_when=asyncio.FIRST_COMPLETED)
+                moved.cancel()
+            await ticket.wait()
+            if attempt == 0:
+                yield Event("generating")
+            opened = False
+            try:
+                async with llm.open_stream(ticket, prepared.endpoint, prepared.body) as response:
+                    opened = True
+                    async for data in raw_events(response):
+                        try:
+                            chunk = json.loads(data)
+                        except ValueError as exc:
+                            raise APIError(502, "llmserver sent a malformed stream chunk.",
+                                           code="bad_upstream_response") from exc
+                        yield Event("chunk", chunk, data)
+                        if guard is not None and guard.feed(chunk_text(chunk)[0]):
+                            yield Event("loop", guard.passage)
+                            return
+            except UpstreamUnavailable:
+                if opened or attempt + 1 == len(llm.queue.upstreams):
+                    raise
+                continue  # marked down by open_stream; the next free server takes it
+            return
+        finally:
+            ticket.release()
 
 
 def chunk_text(chunk: dict[str, Any]) -> tuple[str, str | None]:
