@@ -144,7 +144,10 @@ def test_image_sizes(stack: Stack) -> None:
         assert sizes[name] <= limit, f"{name}: {sizes[name]:.0f} MB > {limit} MB"
 
 
-EMBED = ("import json; from rag.embedder import Embedder; e = Embedder(); "
+# The embedder as the service makes it from the image's settings (RAG_EMBEDDING_BACKEND...).
+EMBED = ("import json, pathlib; from rag.config import Settings; from rag.embedder import "
+         "Embedder; s = Settings(); e = Embedder(s.embedding_model, 32, 'cpu', "
+         "s.embedding_backend, s.embedding_onnx_file, pathlib.Path('/tmp/onnx')); "
          "print(e.backend, json.dumps(e.encode(['the violet lighthouse']).tolist()[0]))")
 
 
@@ -261,8 +264,9 @@ def test_trainer_writes_a_model_that_llmserver_lists(stack: Stack) -> None:
     models = httpx.get(f"{stack.url('llmserver')}/v1/models", timeout=30).json()["data"]
     assert "tiny-licences" in [m["id"] for m in models]
     r = httpx.get(f"{stack.url('chatbot')}/v1/models", timeout=30,
-                  headers={"Authorization": f"Bearer {key}"})
+                  headers={"Authorization": f"Bearer {stack.chatbot_key}"})
     assert r.status_code == 200, r.text
+    assert "tiny-licences" in [m["id"] for m in r.json()["data"]], "the chatbot lists it too"
     r = httpx.post(f"{stack.url('llmserver')}/v1/completions", timeout=120,
                    json={"model": "tiny-licences", "prompt": "The", "max_tokens": 4})
     assert r.status_code == 200, r.text
