@@ -80,10 +80,11 @@ def ensure_wheelhouse() -> None:
                    env={**os.environ, "PYTHON": sys.executable}, timeout=2400)
 
 
-def build(name: str, *args: str, timeout: float = 1500) -> None:
-    """Build tinyllm/NAME:0.1.0 (compose's tag) with no network at all: the wheelhouse or bust."""
+def build(name: str, *args: str, tag: str = "0.1.0", timeout: float = 1500) -> None:
+    """Build tinyllm/NAME:TAG (compose's tag by default) with no network at all: the
+    wheelhouse or bust."""
     docker("build", "--network=none", "-f", f"{name}/Dockerfile", "-t",
-           f"tinyllm/{name}:0.1.0", *args, ".", cwd=REPO_ROOT, timeout=timeout)
+           f"tinyllm/{name}:{tag}", *args, ".", cwd=REPO_ROOT, timeout=timeout)
 
 
 def image_mb(tag: str) -> float:
