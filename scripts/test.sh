@@ -2,8 +2,9 @@
 # Set up (first run) with the test tools, then run the whole test suite.
 #   scripts/test.sh [PYTEST ARGS...]            everything but the image tests
 #   scripts/test.sh --images [PYTEST ARGS...]   the image tests: build the CPU images with no
-#       network and run them as a compose stack (tests/images; root for dockerd; about 20-30
-#       minutes on a fresh machine, 3-5 once the wheelhouse and docker's build cache are warm)
+#       network and run them as a compose stack (tests/images; root for dockerd; about 30
+#       minutes on a fresh machine, half of it compiling llama.cpp once; 12 with a warm
+#       wheelhouse and no build cache; 3-5 once docker's build cache is warm too)
 #   scripts/test.sh --bench [PYTEST ARGS...]    `tinyllm bench --quick` as a smoke test (every
 #       benchmark, tens of minutes on 2 cores)
 set -euo pipefail
