@@ -44,6 +44,10 @@ INDEX_TYPES = {qm.PayloadSchemaType.KEYWORD: E.PayloadSchemaType.Keyword,
                qm.PayloadSchemaType.BOOL: E.PayloadSchemaType.Integer}
 
 
+INDEX_NAMES = {qm.PayloadSchemaType.KEYWORD: "Keyword", qm.PayloadSchemaType.INTEGER: "Integer",
+               qm.PayloadSchemaType.BOOL: "Integer"}
+
+
 def _value(v: Any) -> Any:
     return int(v) if isinstance(v, bool) else v
 
@@ -183,26 +187,25 @@ class EdgeClient:
 
     def create_collection(self, name: str, vectors_config: Any,
                           sparse_vectors_config: dict[str, qm.SparseVectorParams] | None = None,
-                          metadata: dict[str, Any] | None = None) -> bool:
+                          metadata: dict[str, Any] | None = None,
+                          payload_indexes: dict[str, Any] | None = None) -> bool:
+        """Create the collection; its shard and `payload_indexes` (field: schema) are made
+        by a child process (creating a payload index holds the GIL for up to 0.3 s)."""
         dense = vectors_config if isinstance(vectors_config, dict) else {"": vectors_config}
-        sparse = sparse_vectors_config or {}
-        config = E.EdgeConfig(
-            vectors={k: E.EdgeVectorParams(size=v.size, distance=E.Distance.Cosine)
-                     for k, v in dense.items()},
-            sparse_vectors={k: E.EdgeSparseVectorParams(
-                modifier=E.Modifier.Idf if v.modifier == qm.Modifier.IDF else None)
-                for k, v in sparse.items()},
-            hnsw_config=E.HnswIndexConfig(m=16, ef_construct=100, full_scan_threshold=10000,
-                                          max_indexing_threads=self.index_threads))
-        meta = {"metadata": metadata, "dense": {k: v.size for k, v in dense.items()},
-                "indexed": 0}
+        spec = {"dense": {k: v.size for k, v in dense.items()},
+                "idf": {k: v.modifier == qm.Modifier.IDF
+                        for k, v in (sparse_vectors_config or {}).items()},
+                "indexes": {k: INDEX_NAMES[v] for k, v in (payload_indexes or {}).items()},
+                "threads": self.index_threads}
+        meta = {"metadata": metadata, "dense": spec["dense"], "indexed": 0}
         with self._guard:
             if name in self._cols:
                 return False
             # Built under a hidden name, then renamed: a crash leaves no half collection.
             tmp = self.root / f".new-{name}-{uuid.uuid4().hex[:8]}"
             tmp.mkdir()
-            self._opener.submit(E.EdgeShard.create, str(tmp / "gen-0"), config).result().close()
+            subprocess.run([sys.executable, "-m", "rag.edge", "create", str(tmp / "gen-0"),
+                            json.dumps(spec)], check=True, stdout=subprocess.DEVNULL)
             _write_atomic(tmp / "meta.json", json.dumps(meta))
             _write_atomic(tmp / "CURRENT", "gen-0")
             os.replace(tmp, self.root / name)
@@ -359,6 +362,22 @@ class EdgeClient:
         return True
 
 
+def create(path: str, spec: dict[str, Any]) -> None:
+    """The child's side of create_collection: the shard and its payload indexes."""
+    shard = E.EdgeShard.create(path, E.EdgeConfig(
+        vectors={k: E.EdgeVectorParams(size=v, distance=E.Distance.Cosine)
+                 for k, v in spec["dense"].items()},
+        sparse_vectors={k: E.EdgeSparseVectorParams(modifier=E.Modifier.Idf if idf else None)
+                        for k, idf in spec["idf"].items()},
+        hnsw_config=E.HnswIndexConfig(m=16, ef_construct=100, full_scan_threshold=10000,
+                                      max_indexing_threads=spec["threads"])))
+    for field, kind in spec["indexes"].items():
+        shard.update(E.UpdateOperation.create_field_index(field, getattr(E.PayloadSchemaType,
+                                                                         kind)))
+    shard.flush()
+    shard.close()
+
+
 def build(src: str, dst: str) -> None:
     """The child's side: copy the flushed shard, then build its index at low priority."""
     os.nice(19)
@@ -372,7 +391,10 @@ def build(src: str, dst: str) -> None:
 
 
 if __name__ == "__main__":
-    build(sys.argv[1], sys.argv[2])
+    if sys.argv[1] == "create":
+        create(sys.argv[2], json.loads(sys.argv[3]))
+    else:
+        build(sys.argv[1], sys.argv[2])
 
 
 def migrate_local(local: Path, client: EdgeClient,

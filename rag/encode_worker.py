@@ -25,15 +25,18 @@ _worker: Any = None  # the child's embedder
 
 def _init(kwargs: dict[str, Any], nice: int, threads: int) -> None:
     global _worker
-    if nice:
-        os.nice(nice)
     if threads:
         import torch
 
         torch.set_num_threads(threads)
     from .embedder import Embedder
 
+    # Loaded at normal priority (once, at start): niced on a busy machine, the imports and
+    # the model load could take minutes and hold up the first upload.
     _worker = Embedder(**kwargs, query_encoder=False)
+    _worker.encode(["warm up"])
+    if nice:
+        os.nice(nice)
 
 
 def _encode(texts: list[str]) -> np.ndarray:
@@ -51,7 +54,7 @@ class ProcessEncoder:
     def _start(self) -> ProcessPoolExecutor:
         pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"),
                                    initializer=_init, initargs=self._args)
-        pool.submit(_encode, ["warm up"])  # loads the model now, not at the first upload
+        pool.submit(_encode, [])  # starts the child (the model loads now, not at an upload)
         return pool
 
     def encode(self, texts: list[str]) -> np.ndarray:

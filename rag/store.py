@@ -34,6 +34,9 @@ INT_FIELDS = ("chunk_index", "page")
 DENSE, SPARSE = "dense", "sparse"
 SCHEMA = 2  # named dense + sparse vectors; collections of schema 1 must be rebuilt
 Mode = Literal["dense", "sparse", "hybrid"]
+PAYLOAD_INDEXES = {**{k: qm.PayloadSchemaType.KEYWORD for k in KEYWORD_FIELDS},
+                   **{k: qm.PayloadSchemaType.INTEGER for k in INT_FIELDS},
+                   "complete": qm.PayloadSchemaType.BOOL}
 PREFETCH = 4
 EMBEDDED_WRITE_STEP = 8  # each side of a hybrid search offers k * PREFETCH candidates (at least 20)
 
@@ -170,22 +173,20 @@ class Store:
             if c.collection_exists(name):
                 self.check_compatible(name, model, dim)
                 return False
+            extra = {"payload_indexes": PAYLOAD_INDEXES} if self.engine == "edge" else {}
             c.create_collection(
                 name,
                 vectors_config={DENSE: qm.VectorParams(size=dim, distance=qm.Distance.COSINE)},
                 sparse_vectors_config={SPARSE: qm.SparseVectorParams(modifier=qm.Modifier.IDF)},
                 metadata={"embedding_model": model, "vector_size": dim, "schema": SCHEMA},
-            )
-            if self.engine != "local":  # local mode scans payloads in Python anyway
+                **extra)
+            if self.engine == "server":  # local mode scans payloads in Python anyway
                 self._index_fields(name)
         return True
 
     def _index_fields(self, name: str) -> None:
-        for key in KEYWORD_FIELDS:
-            self.client.create_payload_index(name, key, qm.PayloadSchemaType.KEYWORD)
-        for key in INT_FIELDS:
-            self.client.create_payload_index(name, key, qm.PayloadSchemaType.INTEGER)
-        self.client.create_payload_index(name, "complete", qm.PayloadSchemaType.BOOL)
+        for key, schema in PAYLOAD_INDEXES.items():
+            self.client.create_payload_index(name, key, schema)
 
     def _meta(self, name: str) -> dict[str, Any]:
         """The collection's recorded model, size and schema; cached (no point counts)."""
