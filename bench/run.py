@@ -73,6 +73,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="folder for the sections, plots and benchmarks.md, and nothing "
                              "else (default: docs/benchmarks, the page in docs/)")
     args = parser.parse_args(argv)
+    if args.smoke and args.out.resolve() == (DOCS / "benchmarks").resolve():
+        parser.error("--smoke needs --out DIR: its numbers are no measurements for docs/")
     unknown = sorted(set(args.names) - set(NAMES))
     if unknown:
         parser.error(f"unknown benchmark {', '.join(unknown)}; choose from {', '.join(NAMES)}")

@@ -93,6 +93,14 @@ def test_bench_smoke_runs_every_benchmark(tmp_path: Path) -> None:
     assert {p: p.stat().st_mtime_ns for p in (REPO / "docs").rglob("*")} == docs
 
 
+def test_smoke_never_writes_into_docs(capsys: pytest.CaptureFixture[str]) -> None:
+    import bench.run as run
+
+    with pytest.raises(SystemExit) as exit_:
+        run.main(["--smoke"])
+    assert exit_.value.code == 2 and "--smoke needs --out DIR" in capsys.readouterr().err
+
+
 def test_out_contract_with_a_stand_in_benchmark(tmp_path: Path, monkeypatch) -> None:
     """The same contract in a second: sections, plots and page in DIR, scratch removed."""
     import types
