@@ -4,11 +4,14 @@ Each `bench/<name>.py` has `run(out_dir, quick) -> markdown`; its section is kep
 `docs/benchmarks/<name>.md`, so running one benchmark leaves the others' results in place.
 With `--out DIR`, everything (sections, plots, the assembled benchmarks.md) goes into DIR
 and nowhere else: scratch files live in a temporary folder removed at the end.
+`--smoke` is the smallest run (a test of every benchmark's code path, not a measurement):
+`--quick` with the sizes shrunk further by `shrunk` below, from outside the benchmarks.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import logging
 import os
@@ -17,7 +20,9 @@ import signal
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 from services.config import REPO_ROOT
 from services.logs import setup_logging
@@ -61,10 +66,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("names", nargs="*", metavar="NAME",
                         help=f"which benchmarks (default: all of {', '.join(NAMES)})")
     parser.add_argument("--quick", action="store_true", help="fewer rounds, smaller sizes")
+    parser.add_argument("--smoke", action="store_true",
+                        help="the smallest run: one round, tiny sizes, every code path, each "
+                             "benchmark's table and plot (a test, not a measurement; --out)")
     parser.add_argument("--out", type=Path, default=DOCS / "benchmarks",
                         help="folder for the sections, plots and benchmarks.md, and nothing "
                              "else (default: docs/benchmarks, the page in docs/)")
     args = parser.parse_args(argv)
+    if args.smoke and args.out.resolve() == (DOCS / "benchmarks").resolve():
+        parser.error("--smoke needs --out DIR: its numbers are no measurements for docs/")
     unknown = sorted(set(args.names) - set(NAMES))
     if unknown:
         parser.error(f"unknown benchmark {', '.join(unknown)}; choose from {', '.join(NAMES)}")
@@ -81,7 +91,9 @@ def main(argv: list[str] | None = None) -> int:
         previous_env = os.environ.get("TMPDIR")
         os.environ["TMPDIR"] = scratch  # and the services' own temp files
         try:
-            run_all(args.names or NAMES, args.out, args.quick)
+            with shrunk() if args.smoke else contextlib.nullcontext():
+                run_all(args.names or NAMES, args.out, args.quick or args.smoke,
+                        "smoke" if args.smoke else "quick")
         finally:
             signal.signal(signal.SIGTERM, previous_sigterm)
             tempfile.tempdir = previous
@@ -93,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def run_all(names: list[str], out: Path, quick: bool) -> None:
+def run_all(names: list[str], out: Path, quick: bool, label: str = "quick") -> None:
     for name in names:
         try:
             module = importlib.import_module(f"bench.{name}")
@@ -104,5 +116,94 @@ def run_all(names: list[str], out: Path, quick: bool) -> None:
         started = time.perf_counter()
         section = module.run(out, quick=quick)
         stamp = f"\n\n_Run {time.strftime('%Y-%m-%d')} on {machine()}, " \
-                f"{time.perf_counter() - started:.0f} s{' (quick)' if quick else ''}._\n"
+                f"{time.perf_counter() - started:.0f} s{f' ({label})' if quick else ''}._\n"
         (out / f"{name}.md").write_text(section.strip() + stamp)
+
+
+def _shrink_args(module: Any, name: str, change: Callable[..., tuple]) -> Callable[..., Any]:
+    """`module.name` called with the arguments `change(*args)` returns."""
+    original = getattr(module, name)
+
+    def call(*args: Any, **kwargs: Any) -> Any:
+        return original(*change(*args), **kwargs)
+
+    return call
+
+
+def _built_only(tools: Callable[[], tuple], build: Path) -> Callable[[], tuple]:
+    def call() -> tuple:
+        if (build / "cmake-build" / "bin").is_dir():
+            return tools()
+        return None, "llama.cpp's tools are not built (--smoke does not build them)"
+    return call
+
+
+def _one_size(search: Callable[[list[int], int], dict], size: int,
+              queries: int) -> Callable[[list[int], int], dict]:
+    """A search benchmark run at one small collection size, its result given for every
+    size the report asks for (a smoke run's numbers are not measurements)."""
+    def call(sizes: list[int], _queries: int) -> dict:
+        result = search([size], queries)[size]
+        return {s: result for s in sizes}
+    return call
+
+
+def _first(load: Callable[..., list], n: int) -> Callable[..., list]:
+    """`load` keeping the first n items (documents) it returns."""
+    return lambda *args, **kwargs: load(*args, **kwargs)[:n]
+
+
+# --smoke sizes: module constants, and the arguments of the steps that take their sizes from
+# local literals, so the benchmarks themselves keep one code path. A renamed step fails the
+# smoke test loudly (AttributeError) rather than running at full size.
+SMOKE: dict[str, dict[str, Any]] = {
+    "bench.llmserver": {"USERS": [1, 2], "ANSWER": 8},
+    # llama.cpp's own tools are used when built (`tinyllm bench llmserver` builds them once,
+    # minutes); a smoke run never builds them and reports their columns as skipped.
+    "bench.llamacpp_tools": {"tools": lambda m: _built_only(m.tools, m.BUILD)},
+    "bench.chatbot": {
+        "THREADS": [None],  # the 1-thread side runs the same code with another setting
+        "gateway_side": lambda m: _shrink_args(m, "gateway_side", lambda threads, *_: (
+            threads, 1, [1, 2], 1, 8)),
+        "db_side": lambda m: _shrink_args(m, "db_side", lambda r, rep, tmp: (1, 1, tmp)),
+    },
+    "bench.chatbot_store": {
+        "fill": lambda m: _shrink_args(m, "fill", lambda db, n_conv, n_msgs, *rest: (
+            db, min(n_conv, 200), min(n_msgs, 4), *rest)),
+        "list_and_search": lambda m: _shrink_args(m, "list_and_search",
+                                                  lambda db, uid, vocab, calls: (
+                                                      db, uid, vocab, min(calls, 5))),
+        "turn_writes": lambda m: _shrink_args(m, "turn_writes", lambda db, n, rounds: (
+            db, n, min(rounds, 2))),
+    },
+    "bench.rag": {
+        "bench_ingest": lambda m: _shrink_args(m, "bench_ingest", lambda rounds, docs, *rest: (
+            1, docs[:2], *rest)),
+        "bench_search": lambda m: _one_size(m.bench_search, 200, 5),
+        "bench_under_load": lambda m: _shrink_args(m, "bench_under_load", lambda docs, q: (
+            docs[:2], min(q, 5))),
+    },
+    "tests.rag.gitdocs": {"load": lambda m: _first(m.load, 4)},
+    "bench.trainer": {
+        "SIZE": {"ctx": 16, "embd": 64, "head": 4, "layer": 2, "batch": 8},
+        "matmul_gflops": lambda m: _shrink_args(m, "matmul_gflops", lambda *a: (256, 2)),
+        "_budget_run": lambda m: _shrink_args(m, "_budget_run", lambda path, budget, *rest: (
+            path, min(budget, 3.0), *rest)),
+    },
+}
+
+
+@contextlib.contextmanager
+def shrunk() -> Iterator[None]:
+    """Apply SMOKE for the run; restore every module afterwards."""
+    saved: list[tuple[Any, str, Any]] = []
+    try:
+        for module_name, changes in SMOKE.items():
+            module = importlib.import_module(module_name)
+            for attr, value in changes.items():
+                saved.append((module, attr, getattr(module, attr)))
+                setattr(module, attr, value(module) if callable(value) else value)
+        yield
+    finally:
+        for module, attr, value in reversed(saved):
+            setattr(module, attr, value)

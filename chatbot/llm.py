@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator
@@ -101,27 +100,9 @@ class LLMClient:
                     self.queue.mark_down(upstream)  # still loading: try another meanwhile
                 raise upstream_api_error(NAME, response)
             self.queue.mark_up(upstream)
-            abandoned = True  # left mid-answer: a client's Stop, a disconnect, an error
             yield response
-            abandoned = False
         finally:
-            await asyncio.shield(asyncio.ensure_future(_close(response, abandoned)))
-
-
-async def _close(response: httpx.Response, abandoned: bool) -> None:
-    """Close an upstream stream; one left mid-answer closes its connection too.
-
-    A client's Stop or disconnect cancels the task reading the stream more than once (the
-    response's anyio cancel scope keeps cancelling it), and a second cancel cuts httpx's own
-    close short, leaving the connection open: llmserver then went on generating the rest of
-    the answer for nobody, holding its slot. Run apart from that task, this close completes.
-    """
-    stream = response.extensions.get("network_stream")
-    try:
-        if abandoned and stream is not None:
-            await stream.aclose()
-    finally:
-        await response.aclose()
+            await response.aclose()
 
 
 async def raw_events(response: httpx.Response) -> AsyncIterator[str]:

@@ -182,6 +182,11 @@ async def detached(events: AsyncIterator[T]) -> AsyncIterator[T]:
             yield item
     finally:
         if not task.done():
+            # Cancelled once, and awaited through a shield: awaiting it bare forwards every
+            # cancel this reader gets into it, and the response's cancel scope cancels the
+            # reader over and over. A second cancel cut httpx's close of the upstream
+            # connection short: llmserver went on generating the rest of the answer for
+            # nobody, holding its slot, and the pool kept the connection as busy for good.
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await task
+                await asyncio.shield(task)

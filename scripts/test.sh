@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Set up (first run) with the test tools, then run the whole test suite.
-#   scripts/test.sh [PYTEST ARGS...]            everything but the image tests
+#   scripts/test.sh [PYTEST ARGS...]            everything but the image tests (with
+#       `tinyllm bench --smoke`: every benchmark's code path at its smallest)
 #   scripts/test.sh --images [PYTEST ARGS...]   the image tests: build the CPU images with no
 #       network and run them as a compose stack (tests/images; root for dockerd; about 30
 #       minutes on a fresh machine, half of it compiling llama.cpp once; 12 with a warm

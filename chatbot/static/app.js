@@ -65,6 +65,8 @@ function renderConversation(conv) {
     const wrap = addMessage(m);
     if (m.role === "assistant") {
       showSources(wrap, { sources: m.sources || [], invalid: (m.meta || {}).invalid_citations || [] });
+      // The notices the answer streamed (history trimmed, rag down...) stay after it ends.
+      ((m.meta || {}).notices || []).forEach((n) => addNotice(wrap, n.message, n.code));
       if (STATUS_NOTES[m.status]) addNotice(wrap, STATUS_NOTES[m.status], "muted status-" + m.status);
     }
   });

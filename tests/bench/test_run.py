@@ -1,9 +1,12 @@
-"""`tinyllm bench --quick --out DIR` as a smoke test: every benchmark runs, and everything it
-writes lands in DIR (the repository's docs/ and the temp folder are left as they were)."""
+"""`tinyllm bench --smoke --out DIR` in the default suite: every benchmark's code path at
+its smallest, each writing its table and plot into DIR. `tinyllm bench --quick --out DIR`
+(tens of minutes, scripts/test.sh --bench): everything it writes lands in DIR (the
+repository's docs/ and the temp folder are left as they were)."""
 
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -50,6 +53,52 @@ def test_bench_quick_writes_only_into_out(tmp_path: Path) -> None:
     assert repo_state() == before, "nothing written into the repository"
     assert list(scratch.iterdir()) == [], "scratch files are removed"
     assert tempfile.gettempdir() != str(scratch)
+
+
+def table_rows(markdown: str) -> list[str]:
+    """The body rows of every table (the lines under a |---| line)."""
+    rows, body = [], False
+    for line in markdown.splitlines():
+        if re.fullmatch(r"\|[-|: ]+\|", line.strip()):
+            body = True
+        elif body and line.startswith("|"):
+            rows.append(line)
+        else:
+            body = False
+    return rows
+
+
+PLOTS = {name: f"{name}.png" for name in NAMES}
+
+
+@pytest.mark.timeout(1800)  # minutes on an idle machine; far longer on a loaded one
+def test_bench_smoke_runs_every_benchmark(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    docs = {p: p.stat().st_mtime_ns for p in (REPO / "docs").rglob("*")}
+    result = subprocess.run([sys.executable, "-m", "tinyllm", "bench", "--smoke", "--out",
+                             str(out)], cwd=REPO, capture_output=True, text=True, timeout=1750)
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert result.stdout.strip() == f"wrote {out / 'benchmarks.md'}"
+    page = (out / "benchmarks.md").read_text()
+    for name in NAMES:
+        section = (out / f"{name}.md").read_text()
+        assert section.startswith("## ") and "(smoke)" in section, name
+        rows = table_rows(section)
+        assert [r for r in rows if re.search(r"\d", r)], f"{name}: no table rows\n{section}"
+        assert "nan" not in " ".join(rows).lower().split(), f"{name}: {rows}"
+        png = out / PLOTS[name]
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
+        assert png.stat().st_size > 5000, f"{name}: an empty plot"
+        assert f"]({png.name})" in page
+    assert {p: p.stat().st_mtime_ns for p in (REPO / "docs").rglob("*")} == docs
+
+
+def test_smoke_never_writes_into_docs(capsys: pytest.CaptureFixture[str]) -> None:
+    import bench.run as run
+
+    with pytest.raises(SystemExit) as exit_:
+        run.main(["--smoke"])
+    assert exit_.value.code == 2 and "--smoke needs --out DIR" in capsys.readouterr().err
 
 
 def test_out_contract_with_a_stand_in_benchmark(tmp_path: Path, monkeypatch) -> None:

@@ -75,7 +75,8 @@ def interrupt_long_answer(llm: ServiceProcess, streaming: Callable[[], None],
     """`streaming()` starts the long answer and returns once the client shows text;
     `interrupt()` cuts it off. Checks the slot is freed and returns the bound for the next
     request's first token."""
-    assert metric(llm.url, "llm_slots_busy") == 0, "the model is busy before the test"
+    # The previous test's short answer may still be ending (it was closed at its first token).
+    wait_for(lambda: metric(llm.url, "llm_slots_busy") == 0, 60, "an idle model to start")
     before = tokens(llm)
     streaming()
     # The decode speed now, from llmserver's counter over at least 5 tokens.
