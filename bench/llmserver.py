@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import os
 import statistics
 import tempfile
@@ -37,7 +38,7 @@ TOPICS = ["a lighthouse", "a lost key", "the first snow", "a robot cook", "an ol
 
 COLUMNS = ["users", "llama-batched-bench tok/s", "engine (8 slots) tok/s", "engine / llama.cpp",
            "one slot tok/s", "engine slowest TTFT (ms)", "engine median TTFT (ms)",
-           "one slot slowest TTFT (ms)"]
+           "one slot slowest TTFT (ms)", "engine CPU ms/token: process, event loop"]
 HEADER = f"| {' | '.join(COLUMNS)} |\n|{'---|' * len(COLUMNS)}"
 
 
@@ -67,14 +68,34 @@ async def _one(client: httpx.AsyncClient, url: str, text: str, eos: int) -> dict
     return {"start": start, "first": first, "end": time.perf_counter(), "tokens": tokens}
 
 
-async def _users(url: str, round_: int, users: int, eos: int) -> dict[str, float]:
+def cpu_seconds(pid: int) -> tuple[float, float]:
+    """CPU time (ns-resolution schedstat) of a whole process and of its main thread, where
+    a uvicorn server runs its event loop; (nan, nan) where /proc has no schedstat."""
+    def read(tid: str) -> float:
+        return int(Path(f"/proc/{pid}/task/{tid}/schedstat").read_text().split()[0]) / 1e9
+
+    try:
+        return sum(read(t) for t in os.listdir(f"/proc/{pid}/task")), read(str(pid))
+    except (OSError, ValueError):
+        return math.nan, math.nan
+
+
+async def _users(url: str, round_: int, users: int, eos: int,
+                 pid: int | None = None) -> dict[str, float]:
+    before = cpu_seconds(pid) if pid else (math.nan, math.nan)
     async with httpx.AsyncClient(timeout=600) as client:
         runs = await asyncio.gather(*(_one(client, url, prompt(round_, u), eos)
                                       for u in range(users)))
+    after = cpu_seconds(pid) if pid else (math.nan, math.nan)
+    tokens = sum(r["tokens"] for r in runs)
     ttfts = sorted(r["first"] - r["start"] for r in runs)
     decode_span = max(r["end"] for r in runs) - min(r["first"] for r in runs)
+    # Server CPU per generated token: less sensitive to a busy machine than wall time
+    # (the event loop's share is what Python's HTTP side costs per token).
     return {"tps": sum(r["tokens"] - 1 for r in runs) / decode_span,
-            "ttft_max": ttfts[-1], "ttft_med": statistics.median(ttfts)}
+            "ttft_max": ttfts[-1], "ttft_med": statistics.median(ttfts),
+            "cpu": 1000 * (after[0] - before[0]) / tokens,
+            "loop_cpu": 1000 * (after[1] - before[1]) / tokens}
 
 
 def run(out_dir: Path, quick: bool = False) -> str:
@@ -99,14 +120,16 @@ def run(out_dir: Path, quick: bool = False) -> str:
     with ServiceProcess("llmserver", "LLMSERVER_", env={**env, "LLMSERVER_PARALLEL": "8"}) \
             as many, ServiceProcess("llmserver", "LLMSERVER_",
                                     env={**env, "LLMSERVER_PARALLEL": "1"}) as one:
-        sides = {"engine": many.url, "one-slot": one.url}
-        for url in sides.values():  # warm-up, not counted
-            asyncio.run(_users(url, 0, 2, eos))
+        sides = {"engine": many, "one-slot": one}
+        for proc in sides.values():  # warm-up, not counted
+            asyncio.run(_users(proc.url, 0, 2, eos))
         for r in range(1, rounds + 1):
             for k, users in enumerate(USERS):
                 order = list(sides) if (r + k) % 2 else list(sides)[::-1]
                 for side in order:
-                    res[side][users].append(asyncio.run(_users(sides[side], r, users, eos)))
+                    proc = sides[side]
+                    res[side][users].append(asyncio.run(_users(proc.url, r, users, eos,
+                                                               proc.pid)))
                     log.info("round %d, %d users, %s: %.1f tok/s, slowest TTFT %.2f s", r,
                              users, side, res[side][users][-1]["tps"],
                              res[side][users][-1]["ttft_max"])
@@ -146,7 +169,9 @@ def _report(res: dict[str, dict[int, list[dict[str, float]]]], single: list[floa
                     f"{_spread(paired, '{:.2f}')} | {_spread(col('one-slot', users, 'tps'))} | "
                     f"{_spread([1000 * v for v in col('engine', users, 'ttft_max')])} | "
                     f"{_spread([1000 * v for v in col('engine', users, 'ttft_med')])} | "
-                    f"{_spread([1000 * v for v in col('one-slot', users, 'ttft_max')])} |")
+                    f"{_spread([1000 * v for v in col('one-slot', users, 'ttft_max')])} | "
+                    f"{_spread(col('engine', users, 'cpu'), '{:.1f}')}, "
+                    f"{_spread(col('engine', users, 'loop_cpu'), '{:.2f}')} |")
     one_user = col("engine", 1, "tps")
     single_ratio = [a / b for a, b in zip(one_user, single, strict=False)]
     _plot(res, single, out_dir / "llmserver.png")
@@ -159,7 +184,9 @@ SmolLM2-135M-Instruct Q4_1, {threads} threads everywhere, {ANSWER} answer tokens
 {prompt_tokens} tokens plus the chat template), streaming over HTTP; {rounds} interleaved
 rounds, median [min–max]. "Aggregate" is decode tokens/s summed over users (for HTTP: the
 tokens after each user's first, over the span from the first first-token to the last
-token; for `llama-batched-bench`: its S_TG). The ratio is paired per round.
+token; for `llama-batched-bench`: its S_TG). The ratio is paired per round. The last
+column is the server process's CPU time per generated token (all threads, llama.cpp's
+included) and that of its event-loop thread (HTTP, SSE), which competes with decoding.
 {missing}
 {HEADER}
 {chr(10).join(rows)}

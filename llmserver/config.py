@@ -38,9 +38,6 @@ class Settings(ServiceSettings):
     n_gpu_layers: int = Field(
         0, ge=-1, description="Layers offloaded to the GPU; -1 means all (CUDA builds only)."
     )
-    chat_format: str | None = Field(
-        None, description="llama-cpp-python chat format; unset uses the GGUF's own template."
-    )
     parallel: int = Field(
         0, ge=0, le=64,
         description="Slots: requests decoded together in one batch; 0 sizes it for the "

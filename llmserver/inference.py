@@ -363,6 +363,16 @@ async def _collect(job: Job, choices: list[Choice], disconnected: Disconnected) 
     return prompt
 
 
+class _EventStream(EventSourceResponse):
+    async def _send_with_timeout(self, send: Any, message: Any) -> None:
+        # No per-send deadline is set, so skip the cancel scope sse_starlette opens around
+        # every send (one per token). Its heartbeat and disconnect handling stay as they are.
+        if self.send_timeout is None:
+            await send(message)
+        else:
+            await super()._send_with_timeout(send, message)
+
+
 def _sse(job: Job, chunks: AsyncIterator[dict[str, Any] | bytes]) -> EventSourceResponse:
     # Events go out as ready-made bytes (sse_starlette passes bytes through untouched).
     async def events() -> AsyncIterator[bytes]:
@@ -378,7 +388,7 @@ def _sse(job: Job, chunks: AsyncIterator[dict[str, Any] | bytes]) -> EventSource
         finally:
             job.close()
 
-    return EventSourceResponse(events(), ping=15, sep="\n")
+    return _EventStream(events(), ping=15, sep="\n")
 
 
 async def _watch(disconnected: Disconnected, job: Job) -> None:

@@ -165,7 +165,7 @@ class ModelPool:
         # Llama's own context only tokenizes; the engine decodes in a context of its own.
         llama = Llama(model_path=str(path), n_ctx=64, n_batch=64, n_threads=s.n_threads,
                       n_threads_batch=s.n_threads, n_gpu_layers=s.n_gpu_layers,
-                      chat_format=s.chat_format, verbose=False)
+                      verbose=False)
         trained = int(llama_model_n_ctx_train(llama.model)) or s.n_ctx
         n_ctx = min(s.n_ctx, trained)
         try:

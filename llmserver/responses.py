@@ -15,7 +15,6 @@ from .engine.task import TokenLogprob
 from .schemas import Tool
 from .structured import might_be_call, parse_call
 
-
 _MARK = "\x00text\x00"  # stands for the text in a pre-built frame; never in real output
 
 
