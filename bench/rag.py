@@ -378,7 +378,7 @@ def report(out_dir: Path, quality: dict, onnx_quality: dict, ingest: dict, searc
                 f"{r['dense_p99']:.1f} | {r['hybrid_p50']:.1f} / {r['hybrid_p99']:.1f} | "
                 f"{r['dense_filtered_p50']:.1f} / {r['dense_filtered_p99']:.1f} | "
                 f"{r['hybrid_filtered_p50']:.1f} / {r['hybrid_filtered_p99']:.1f} | "
-                f"{r.get('recall', float('nan')):.3f} | {r['fill_s']:.0f} | "
+                f"{format(r['recall'], '.3f') if 'recall' in r else '–'} | {r['fill_s']:.0f} | "
                 f"{r.get('index_s', 0):.0f} | {worst:.0f} |")
     if "edge" in search and "local" in search:
         top = max(set(search["edge"]) & set(search["local"]))

@@ -143,8 +143,9 @@ def _one_size(search: Callable[[list[int], int], dict], size: int,
     """A search benchmark run at one small collection size, its result given for every
     size the report asks for (a smoke run's numbers are not measurements)."""
     def call(sizes: list[int], _queries: int) -> dict:
-        result = search([size], queries)[size]
-        return {s: result for s in sizes}
+        per_engine = search([size], queries)  # {engine: {size: result}}
+        return {engine: {s: results[size] for s in sizes}
+                for engine, results in per_engine.items()}
     return call
 
 
