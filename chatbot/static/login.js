@@ -30,6 +30,7 @@ async function init() {
       setStatus(err.message, "error");
     }
   });
+  $("#submit").disabled = false;
 }
 
 init().catch((err) => setStatus("Error: " + err.message, "error"));

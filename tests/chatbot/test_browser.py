@@ -192,12 +192,17 @@ def test_accounts_and_conversations_in_the_page(llm_server: ServiceProcess, chro
         page.click("#new-user button")
         expect(page.locator("#users tr[data-username=bob] .state")).to_have_text("active")
         bob = new_page(chromium, viewport)
+        # A submit before login.js has taken the form over would be the browser's own GET,
+        # the password in the URL: the button stays disabled until then.
+        bob_urls: list[str] = []
+        bob.on("request", lambda r: bob_urls.append(r.url))
         bob.goto(ui.url + "/")
         expect(bob).to_have_url(ui.url + "/login")
         bob.fill("#username", "bob")
         bob.fill("#password", PASSWORD)
         bob.click("#submit")
         expect(bob.locator("#username")).to_have_text("bob")
+        assert not [u for u in bob_urls if PASSWORD in u or "password=" in u]
         expect(sidebar(bob, phone)).to_have_count(0)
         expect(bob.locator("#conversations li.empty")).to_have_text("no chats yet")
         bob.fill("#search", "fruits")
