@@ -154,17 +154,11 @@ class Store:
         with self.locked() as c:
             if not c.collection_exists(name):
                 raise self._missing(name)
-            col = c.get_collection(name)
-            meta = col.config.metadata or {}
-            vectors = col.config.params.vectors
-            dense = vectors.get(DENSE) if isinstance(vectors, dict) else vectors
-            size = getattr(dense, "size", None) or meta.get("vector_size")
+            described = _describe(c.get_collection(name))
             docs = c.count(name, count_filter=qm.Filter(must=[
                 _match("chunk_index", 0), _match("complete", True)]), exact=True).count
             points = c.count(name, exact=True).count
-        return {"name": name, "embedding_model": meta.get("embedding_model"),
-                "vector_size": size, "documents": docs, "points": points,
-                "schema": meta.get("schema", 1)}
+        return {"name": name, **described, "documents": docs, "points": points}
 
     def create(self, name: str, model: str, dim: int) -> bool:
         """Create the collection recording its model; False if it already existed."""
@@ -197,13 +191,7 @@ class Store:
         with self.locked() as c:
             if not c.collection_exists(name):
                 raise self._missing(name)
-            col = c.get_collection(name)
-        meta = col.config.metadata or {}
-        vectors = col.config.params.vectors
-        dense = vectors.get(DENSE) if isinstance(vectors, dict) else vectors
-        info = {"embedding_model": meta.get("embedding_model"),
-                "vector_size": getattr(dense, "size", None) or meta.get("vector_size"),
-                "schema": meta.get("schema", 1)}
+            info = _describe(c.get_collection(name))
         self._meta_cache[name] = info
         return info
 
@@ -438,3 +426,13 @@ def filter_conditions(spec: Any) -> list[Any]:
         conditions.append(qm.FieldCondition(key="page", range=qm.Range(
             gte=spec.page.gte, lte=spec.page.lte)))
     return conditions
+
+
+def _describe(col: Any) -> dict[str, Any]:
+    """A collection's recorded embedding model, vector size and schema, from its config."""
+    meta = col.config.metadata or {}
+    vectors = col.config.params.vectors
+    dense = vectors.get(DENSE) if isinstance(vectors, dict) else vectors
+    return {"embedding_model": meta.get("embedding_model"),
+            "vector_size": getattr(dense, "size", None) or meta.get("vector_size"),
+            "schema": meta.get("schema", 1)}
