@@ -109,9 +109,12 @@ def test_a_crash_mid_build_leaves_the_live_shard(tmp_path):
 def search_thread_nices() -> dict[str, int]:
     out = {}
     for tid in Path("/proc/self/task").iterdir():
-        name = (tid / "comm").read_text().strip()
-        if name.startswith("edge-search"):
+        try:  # a thread may exit between the listing and the read
+            name = (tid / "comm").read_text().strip()
             stat = (tid / "stat").read_text()
+        except FileNotFoundError:
+            continue
+        if name.startswith("edge-search"):
             out[f"{name}/{tid.name}"] = int(stat.rsplit(")", 1)[1].split()[16])
     return out
 
