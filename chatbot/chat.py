@@ -15,6 +15,8 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy.orm import Session
+
 from services.errors import APIError
 
 from . import links, pipeline, templates
@@ -26,6 +28,7 @@ from .rag_client import RagClient
 from .store import attachments, conversations
 from .store import prompts as stored_prompts
 from .store.db import Database
+from .store.models import Attachment
 from .thinking import ThinkSplitter
 
 log = logging.getLogger(__name__)
@@ -60,11 +63,17 @@ async def run_turn(req: TurnRequest, settings: Settings, db: Database, llm: LLMC
                    rag: RagClient) -> AsyncIterator[dict[str, str]]:
     """The events of one turn. The conversation's lease and the queue slot are taken in here."""
     lease = settings.answer_lease_s
-    try:
-        begun = await db.run(lambda s: conversations.begin_turn(
+    def begin(s: Session) -> tuple[conversations.Begun, dict[str, str], list[Attachment]]:
+        """One transaction before the first token: the turn, the admin's prompts, the files."""
+        begun = conversations.begin_turn(
             s, req.user_id, req.conversation_id, req.text, model=req.model,
             collection=req.collection, edit_id=req.edit_id, lease_s=lease,
-            max_messages=settings.max_messages, options=req.options))
+            max_messages=settings.max_messages, options=req.options)
+        files = attachments.of(s, begun.conversation.id) if req.conversation_id else []
+        return begun, stored_prompts.edited(s), files
+
+    try:
+        begun, edited, files = await db.run(begin)
     except APIError as exc:  # busy, gone, full: nothing was stored
         yield event("error", {**exc.body(), "status": exc.status})
         return
@@ -88,7 +97,6 @@ async def run_turn(req: TurnRequest, settings: Settings, db: Database, llm: LLMC
     splitter = ThinkSplitter()
     show_thinking = begun.options.get("think", True) is not False
     try:
-        edited = await db.run(stored_prompts.edited)  # the admin's, from this turn on
         content = templates.render("system", edited, settings)
         url = links.link_in(begun.question)
         if url:  # a link to summarize: the page instead of the documents
@@ -102,7 +110,6 @@ async def run_turn(req: TurnRequest, settings: Settings, db: Database, llm: LLMC
                 prepared.notices.append(notice)
                 yield event("notice", notice)
         else:
-            files = await db.run(lambda s: attachments.of(s, cid))
             inline = [(f.name, f.text) for f in files if f.text is not None]
             if inline:  # small attached files: whole, in the prompt
                 content += "\n\n" + files_block(inline)

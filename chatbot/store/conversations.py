@@ -172,12 +172,12 @@ def begin_turn(s: Session, user_id: int, conversation_id: str | None, text: str 
         options: choices to keep with the conversation (merged into its options).
     """
     if conversation_id is None:
-        conv = create(s, user_id, model, collection, title_from(text or ""))
-    else:
-        found = get(s, user_id, conversation_id)
-        if found is None:
-            raise APIError(404, "No such conversation.", code="conversation_not_found")
-        conv = found
+        return _begin_new(s, user_id, text or "", model=model, collection=collection,
+                          lease_s=lease_s, options=options)
+    found = get(s, user_id, conversation_id)
+    if found is None:
+        raise APIError(404, "No such conversation.", code="conversation_not_found")
+    conv = found
     _take_lease(s, conv, lease_s)
     rows = messages(s, conv)
     regenerate = text is None
@@ -226,6 +226,24 @@ def begin_turn(s: Session, user_id: int, conversation_id: str | None, text: str 
     if not regenerate:
         history.append({"role": "user", "content": text})
     return Begun(conv, history, text, answer.id, model, collection, dict(conv.options or {}))
+
+
+def _begin_new(s: Session, user_id: int, text: str, *, model: str, collection: str | None,
+               lease_s: float, options: dict[str, Any] | None) -> Begun:
+    """A new conversation's first turn: nothing to read, one flush (the answer's id)."""
+    t = now()
+    conv = Conversation(id=uuid.uuid4().hex, user_id=user_id, model=model,
+                        collection=collection, title=title_from(text), options=dict(options or {}),
+                        created_at=t, updated_at=t, answering_until=t + lease_s)
+    answer = Message(conversation_id=conv.id, position=1, role="assistant", content="",
+                     status="streaming", model=model, created_at=t, updated_at=t, meta={})
+    s.add_all([conv, Message(conversation_id=conv.id, position=0, role="user", content=text,
+                             created_at=t, updated_at=t, meta={}), answer])
+    s.add_all(SearchWord(conversation_id=conv.id, word=w, user_id=user_id)
+              for w in words(conv.title) | words(text))
+    s.flush()
+    return Begun(conv, [{"role": "user", "content": text}], text, answer.id, model, collection,
+                 dict(conv.options))
 
 
 def save_partial(s: Session, conversation_id: str, answer_id: int, content: str,

@@ -9,7 +9,7 @@ from .models import Prompt, now
 
 
 def edited(s: Session) -> dict[str, str]:
-    return {p.name: p.text for p in s.scalars(select(Prompt))}
+    return dict(s.execute(select(Prompt.name, Prompt.text)).tuples().all())
 
 
 def save(s: Session, name: str, text: str, by: str | None) -> None:
