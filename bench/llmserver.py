@@ -38,7 +38,8 @@ TOPICS = ["a lighthouse", "a lost key", "the first snow", "a robot cook", "an ol
 
 COLUMNS = ["users", "llama-batched-bench tok/s", "engine (8 slots) tok/s", "engine / llama.cpp",
            "one slot tok/s", "engine slowest TTFT (ms)", "engine median TTFT (ms)",
-           "one slot slowest TTFT (ms)", "engine CPU ms/token: process, event loop"]
+           "one slot slowest TTFT (ms)",
+           "CPU ms/token: engine process, its event loop, bench client"]
 HEADER = f"| {' | '.join(COLUMNS)} |\n|{'---|' * len(COLUMNS)}"
 
 
@@ -83,10 +84,12 @@ def cpu_seconds(pid: int) -> tuple[float, float]:
 async def _users(url: str, round_: int, users: int, eos: int,
                  pid: int | None = None) -> dict[str, float]:
     before = cpu_seconds(pid) if pid else (math.nan, math.nan)
+    client_before = time.process_time()
     async with httpx.AsyncClient(timeout=600) as client:
         runs = await asyncio.gather(*(_one(client, url, prompt(round_, u), eos)
                                       for u in range(users)))
     after = cpu_seconds(pid) if pid else (math.nan, math.nan)
+    client_cpu = time.process_time() - client_before
     tokens = sum(r["tokens"] for r in runs)
     ttfts = sorted(r["first"] - r["start"] for r in runs)
     decode_span = max(r["end"] for r in runs) - min(r["first"] for r in runs)
@@ -95,7 +98,8 @@ async def _users(url: str, round_: int, users: int, eos: int,
     return {"tps": sum(r["tokens"] - 1 for r in runs) / decode_span,
             "ttft_max": ttfts[-1], "ttft_med": statistics.median(ttfts),
             "cpu": 1000 * (after[0] - before[0]) / tokens,
-            "loop_cpu": 1000 * (after[1] - before[1]) / tokens}
+            "loop_cpu": 1000 * (after[1] - before[1]) / tokens,
+            "client_cpu": 1000 * client_cpu / tokens}
 
 
 def run(out_dir: Path, quick: bool = False) -> str:
@@ -171,7 +175,8 @@ def _report(res: dict[str, dict[int, list[dict[str, float]]]], single: list[floa
                     f"{_spread([1000 * v for v in col('engine', users, 'ttft_med')])} | "
                     f"{_spread([1000 * v for v in col('one-slot', users, 'ttft_max')])} | "
                     f"{_spread(col('engine', users, 'cpu'), '{:.1f}')}, "
-                    f"{_spread(col('engine', users, 'loop_cpu'), '{:.2f}')} |")
+                    f"{_spread(col('engine', users, 'loop_cpu'), '{:.2f}')}, "
+                    f"{_spread(col('engine', users, 'client_cpu'), '{:.2f}')} |")
     one_user = col("engine", 1, "tps")
     single_ratio = [a / b for a, b in zip(one_user, single, strict=False)]
     _plot(res, single, out_dir / "llmserver.png")
@@ -186,7 +191,8 @@ rounds, median [min–max]. "Aggregate" is decode tokens/s summed over users (fo
 tokens after each user's first, over the span from the first first-token to the last
 token; for `llama-batched-bench`: its S_TG). The ratio is paired per round. The last
 column is the server process's CPU time per generated token (all threads, llama.cpp's
-included) and that of its event-loop thread (HTTP, SSE), which competes with decoding.
+included), that of its event-loop thread (HTTP, SSE) and that of this benchmark's own
+client process: on a machine with few cores, the last two compete with decoding.
 {missing}
 {HEADER}
 {chr(10).join(rows)}
