@@ -36,8 +36,8 @@ TOPICS = ["a lighthouse", "a lost key", "the first snow", "a robot cook", "an ol
 
 
 COLUMNS = ["users", "llama-batched-bench tok/s", "engine (8 slots) tok/s", "engine / llama.cpp",
-           "one slot tok/s", "engine slowest TTFT (ms)", "engine median TTFT (ms)",
-           "one slot slowest TTFT (ms)",
+           "engine tok/s, whole span", "one slot tok/s", "engine slowest TTFT (ms)",
+           "engine median TTFT (ms)", "one slot slowest TTFT (ms)",
            "CPU ms/token: engine process, its event loop, bench client"]
 HEADER = f"| {' | '.join(COLUMNS)} |\n|{'---|' * len(COLUMNS)}"
 
@@ -54,8 +54,8 @@ async def _one(url: str, text: str, eos: int) -> dict[str, float]:
 
     On a machine with few cores the client competes with the server's decoding: a full HTTP
     client parsing every SSE event as JSON costs about 0.8 ms per token here, more than the
-    server's own event loop. So the stream is read as raw bytes: the first non-empty content
-    marks the first token, and the usage chunk at the end gives the count."""
+    server's own event loop. So the stream is read as raw bytes, counting the content deltas
+    in each read (with its time), and the usage chunk at the end gives the total."""
     # EOS is banned so every answer is exactly ANSWER tokens on both sides.
     body = json.dumps({
         "model": DEFAULT_MODEL, "messages": [{"role": "user", "content": text}],
@@ -68,21 +68,24 @@ async def _one(url: str, text: str, eos: int) -> dict[str, float]:
                  b"\r\nContent-Type: application/json\r\nConnection: close\r\n"
                  b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
     data = bytearray()
-    first = None
-    seen = 0  # where the search for the first token resumes
+    arrivals: list[tuple[float, int]] = []  # (when, content deltas) per read
+    done = 0  # data up to here is whole events already counted
     while chunk := await reader.read(65536):
+        now = time.perf_counter()
         data += chunk
-        if first is None:
-            if CONTENT.search(data, max(0, seen - 32)):
-                first = time.perf_counter()
-            seen = len(data)
+        cut = data.rfind(b"\n\n")
+        if cut >= done:
+            arrivals.append((now, len(CONTENT.findall(data, done, cut))))
+            done = cut + 2
     end = time.perf_counter()
     writer.close()
     assert data.startswith(b"HTTP/1.1 200"), bytes(data[:200])
     usage = data.rfind(b'"completion_tokens":')
     tokens = int(data[usage + 20:].split(b",", 1)[0].split(b"}", 1)[0])
-    assert first is not None and tokens == ANSWER, tokens
-    return {"start": start, "first": first, "end": end, "tokens": tokens}
+    arrivals = [(t, n) for t, n in arrivals if n]
+    assert arrivals and tokens == ANSWER == sum(n for _, n in arrivals), tokens
+    return {"start": start, "first": arrivals[0][0], "last": arrivals[-1][0], "end": end,
+            "tokens": tokens, "arrivals": arrivals}
 
 
 def cpu_seconds(pid: int) -> tuple[float, float]:
@@ -106,10 +109,17 @@ async def _users(url: str, round_: int, users: int, eos: int,
     client_cpu = time.process_time() - client_before
     tokens = sum(r["tokens"] for r in runs)
     ttfts = sorted(r["first"] - r["start"] for r in runs)
-    decode_span = max(r["end"] for r in runs) - min(r["first"] for r in runs)
+    # Decode speed while every user decodes, as llama-batched-bench's S_TG: from the last
+    # first token (every prompt read) to the first last token, the tokens that came in
+    # between. Before it, late prompts are still being read; after it, fewer users remain.
+    opened, closed = max(r["first"] for r in runs), min(r["last"] for r in runs)
+    inside = sum(n for r in runs for t, n in r["arrivals"] if opened < t <= closed)
     # Server CPU per generated token: less sensitive to a busy machine than wall time
     # (the event loop's share is what Python's HTTP side costs per token).
-    return {"tps": sum(r["tokens"] - 1 for r in runs) / decode_span,
+    # One slot answers in turn: no window where every user decodes (nan, the span applies).
+    return {"tps": inside / (closed - opened) if closed > opened else math.nan,
+            "tps_span": sum(r["tokens"] - 1 for r in runs) /
+            (max(r["last"] for r in runs) - min(r["first"] for r in runs)),
             "ttft_max": ttfts[-1], "ttft_med": statistics.median(ttfts),
             "cpu": 1000 * (after[0] - before[0]) / tokens,
             "loop_cpu": 1000 * (after[1] - before[1]) / tokens,
@@ -149,7 +159,7 @@ def run(out_dir: Path, quick: bool = False) -> str:
                     res[side][users].append(asyncio.run(_users(proc.url, r, users, eos,
                                                                proc.pid)))
                     log.info("round %d, %d users, %s: %.1f tok/s, slowest TTFT %.2f s", r,
-                             users, side, res[side][users][-1]["tps"],
+                             users, side, res[side][users][-1]["tps_span"],
                              res[side][users][-1]["ttft_max"])
             if bins is not None:
                 speeds = llamacpp_tools.batched_decode(bins["llama-batched-bench"], model,
@@ -184,7 +194,8 @@ def _report(res: dict[str, dict[int, list[dict[str, float]]]], single: list[floa
             flags.append(f"at {users} users the engine beat llama.cpp's own batched decode in "
                          "every round: the two measure different spans; read with care")
         rows.append(f"| {users} | {_spread(batched)} | {_spread(engine)} | "
-                    f"{_spread(paired, '{:.2f}')} | {_spread(col('one-slot', users, 'tps'))} | "
+                    f"{_spread(paired, '{:.2f}')} | {_spread(col('engine', users, 'tps_span'))} | "
+                    f"{_spread(col('one-slot', users, 'tps_span'))} | "
                     f"{_spread([1000 * v for v in col('engine', users, 'ttft_max')])} | "
                     f"{_spread([1000 * v for v in col('engine', users, 'ttft_med')])} | "
                     f"{_spread([1000 * v for v in col('one-slot', users, 'ttft_max')])} | "
@@ -201,9 +212,12 @@ def _report(res: dict[str, dict[int, list[dict[str, float]]]], single: list[floa
 SmolLM2-135M-Instruct Q4_1, {threads} threads everywhere, {ANSWER} answer tokens per user
 (end-of-sequence banned so every answer has exactly {ANSWER}), short prompts (about
 {prompt_tokens} tokens plus the chat template), streaming over HTTP; {rounds} interleaved
-rounds, median [min–max]. "Aggregate" is decode tokens/s summed over users (for HTTP: the
-tokens after each user's first, over the span from the first first-token to the last
-token; for `llama-batched-bench`: its S_TG). The ratio is paired per round. The last
+rounds, median [min–max]. "Aggregate" is decode tokens/s summed over users while every user
+decodes: for `llama-batched-bench` its S_TG; for HTTP the tokens that arrive between the
+last user's first token (every prompt read) and the first user's last token, over that
+window. The span from the first first-token to the last token, which also holds the reading
+of late prompts and a tail with fewer users, gives the engine the "whole span" figure. The
+ratio is paired per round. The last
 column is the server process's CPU time per generated token (all threads, llama.cpp's
 included), that of its event-loop thread (HTTP, SSE) and that of this benchmark's own
 client process: on a machine with few cores, the last two compete with decoding.
@@ -235,7 +249,8 @@ def _plot(res: dict[str, dict[int, list[dict[str, float]]]], single: list[float]
     for side, label, style in [("batched", "llama-batched-bench", "k--"),
                                ("engine", "llmserver, 8 slots", "g-o"),
                                ("one-slot", "llmserver, 1 slot", "r-s")]:
-        left.plot(USERS, [med(side, u, "tps") for u in USERS], style, label=label)
+        key = "tps_span" if side == "one-slot" else "tps"
+        left.plot(USERS, [med(side, u, key) for u in USERS], style, label=label)
     if single:
         left.plot([1], [statistics.median(single)], "b^", label="llama-bench")
     left.set(xlabel="concurrent users", ylabel="aggregate decode tokens/s", xticks=USERS)
