@@ -376,15 +376,22 @@ class _EventStream(EventSourceResponse):
 def _sse(job: Job, chunks: AsyncIterator[dict[str, Any] | bytes]) -> EventSourceResponse:
     # Events go out as ready-made bytes (sse_starlette passes bytes through untouched).
     async def events() -> AsyncIterator[bytes]:
+        # Events that arrived together (a step's tokens, or those the stream interval held)
+        # go out in one write.
+        ready: list[bytes] = []
         try:
             async for chunk in chunks:
-                yield chunk if isinstance(chunk, bytes) else sse(chunk)
-            yield b"data: [DONE]\n\n"
+                ready.append(chunk if isinstance(chunk, bytes) else sse(chunk))
+                if job.events.empty():
+                    yield b"".join(ready)
+                    ready = []
+            ready.append(b"data: [DONE]\n\n")
+            yield b"".join(ready)
         except APIError as exc:  # after the headers, errors travel as an SSE event
-            yield sse(exc.body())
+            yield b"".join(ready) + sse(exc.body())
         except Exception as exc:
-            yield sse(error_body(_llama_error(exc).message, "server_error",
-                                 "generation_failed"))
+            yield b"".join(ready) + sse(error_body(_llama_error(exc).message, "server_error",
+                                                   "generation_failed"))
         finally:
             job.close()
 

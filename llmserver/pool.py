@@ -173,7 +173,8 @@ class ModelPool:
         except BaseException:
             llama.close()
             raise
-        engine = Engine(runtime, s.slots(), s.queue_size, s.prefill_chunk, self.stats)
+        engine = Engine(runtime, s.slots(), s.queue_size, s.prefill_chunk, self.stats,
+                        stream_interval=s.stream_interval_ms / 1000)
         log.info("loaded %s from %s in %.2fs (context %d, %d slots)", name, path,
                  time.perf_counter() - started, n_ctx, s.slots())
         return LoadedModel(name, path, llama, engine, n_ctx, _formatter(llama))

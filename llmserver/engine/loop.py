@@ -39,7 +39,8 @@ class Engine:
     """Continuous batching over `parallel` slots of one Runtime."""
 
     def __init__(self, runtime: Runtime, parallel: int, queue_size: int, chunk: int,
-                 stats: EngineStats | None = None, retry_after: int = 2) -> None:
+                 stats: EngineStats | None = None, retry_after: int = 2,
+                 stream_interval: float = 0.0) -> None:
         self.rt = runtime
         self.slots = [Slot(i) for i in range(parallel)]
         self.waiting: deque[Task] = deque()
@@ -53,6 +54,9 @@ class Engine:
         # Events of one step, handed over together after it (one wake-up of the reader's
         # event loop per step, not one per token), and the step's generated-token count.
         self.outbox: list[tuple[Task, Event]] = []
+        # A task's tokens are handed over at most every `stream_interval` seconds (held in
+        # between, in order); its first token, prompt and end go at once.
+        self.stream_interval = stream_interval
         self.new_tokens = 0
         self.thread = threading.Thread(target=self._run, name="llm-engine", daemon=True)
         self.thread.start()
@@ -123,6 +127,7 @@ class Engine:
         self._admit()
 
     def _fail(self, task: Task, error: BaseException) -> None:
+        task.release_held()
         task.emit(Event("error", error=error))
         for slot in self.slots:
             if slot.task is task:
@@ -188,8 +193,15 @@ class Engine:
 
     def _flush(self) -> None:
         outbox, self.outbox = self.outbox, []
+        now = time.perf_counter()
         for task, event in outbox:
+            if event.kind == "token" and task.sent_at and \
+                    now - task.sent_at < self.stream_interval:
+                task.held.append(event)
+                continue
+            task.release_held()
             task.emit(event)
+            task.sent_at = now
         if self.new_tokens:
             self.stats.generated(self.new_tokens)
             self.new_tokens = 0

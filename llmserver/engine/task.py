@@ -57,6 +57,8 @@ class Task:
     submitted: float = field(default_factory=time.perf_counter)
     reused: int = 0  # prompt tokens found in the slot's cache (set by the engine)
     open_choices: int = 0
+    held: list[Event] = field(default_factory=list)  # tokens waiting for the stream interval
+    sent_at: float = 0.0  # when the engine last handed this task's events over
 
     @property
     def n(self) -> int:
@@ -75,6 +77,11 @@ class Task:
             self.sink(event)
         except RuntimeError:  # the request's event loop is gone (server shutting down)
             pass
+
+    def release_held(self) -> None:
+        held, self.held = self.held, []
+        for event in held:
+            self.emit(event)
 
 
 def info(text: str, logprob: float) -> tuple[str, float, list[int]]:
