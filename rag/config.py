@@ -111,6 +111,8 @@ class Settings(ServiceSettings):
         0, ge=0, le=256, description="Torch threads of the ingest child process; 0 means "
                                      "torch's default (one per core).")
     ingest_nice: int = Field(
-        10, ge=0, le=19, description="Nice value added to the ingest threads (Linux), so "
-                                     "searches and /health keep the CPU while ingests run.",
+        19, ge=0, le=19, description="Nice value added to the ingest threads and the ingest "
+                                     "child process, every thread of it (Linux), so searches, "
+                                     "/health and the other services keep the CPU while "
+                                     "ingests run; ingests take what is left.",
     )

@@ -36,7 +36,18 @@ def _init(kwargs: dict[str, Any], nice: int, threads: int) -> None:
     _worker = Embedder(**kwargs, query_encoder=False)
     _worker.encode(["warm up"])
     if nice:
-        os.nice(nice)
+        renice_threads(nice)
+
+
+def renice_threads(nice: int) -> None:
+    """Lower every thread of this process by `nice` (Linux nice is per thread: torch's
+    compute threads, made by the warm-up, would keep running at normal priority)."""
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            now = os.getpriority(os.PRIO_PROCESS, int(tid))
+            os.setpriority(os.PRIO_PROCESS, int(tid), min(19, now + nice))
+        except OSError:  # a thread that ended meanwhile
+            continue
 
 
 def _encode(texts: list[str]) -> np.ndarray:
