@@ -37,15 +37,6 @@ def title_from(text: str) -> str:
     return (line[:TITLE_CHARS - 1] + "…") if len(line) > TITLE_CHARS else (line or "New chat")
 
 
-def create(s: Session, user_id: int, model: str | None = None, collection: str | None = None,
-           title: str = "New chat") -> Conversation:
-    conv = Conversation(id=uuid.uuid4().hex, user_id=user_id, model=model,
-                        collection=collection, title=title, options={})
-    s.add(conv)
-    s.flush()
-    return conv
-
-
 def get(s: Session, user_id: int, conversation_id: str) -> Conversation | None:
     """The user's conversation, or None (another user's is as absent as a missing one)."""
     conv = s.get(Conversation, conversation_id)
@@ -202,17 +193,12 @@ def begin_turn(s: Session, user_id: int, conversation_id: str | None, text: str 
     for m in removed:
         s.delete(m)
     s.flush()
-    position = (kept[-1].position + 1) if kept else 0
     t = now()
-    if not regenerate:
-        s.add(Message(conversation_id=conv.id, position=position, role="user", content=text,
-                      created_at=t, updated_at=t, meta={}))
-        position += 1
+    rows, answer = _turn_rows(conv.id, (kept[-1].position + 1) if kept else 0,
+                              None if regenerate else text, model, t)
+    s.add_all(rows)
     if not kept and not conv.options.get("renamed"):
         conv.title = title_from(text)
-    answer = Message(conversation_id=conv.id, position=position, role="assistant", content="",
-                     status="streaming", model=model, created_at=t, updated_at=t, meta={})
-    s.add(answer)
     conv.updated_at = t
     conv.model, conv.collection = model, collection
     if options:
@@ -235,15 +221,26 @@ def _begin_new(s: Session, user_id: int, text: str, *, model: str, collection: s
     conv = Conversation(id=uuid.uuid4().hex, user_id=user_id, model=model,
                         collection=collection, title=title_from(text), options=dict(options or {}),
                         created_at=t, updated_at=t, answering_until=t + lease_s)
-    answer = Message(conversation_id=conv.id, position=1, role="assistant", content="",
-                     status="streaming", model=model, created_at=t, updated_at=t, meta={})
-    s.add_all([conv, Message(conversation_id=conv.id, position=0, role="user", content=text,
-                             created_at=t, updated_at=t, meta={}), answer])
+    rows, answer = _turn_rows(conv.id, 0, text, model, t)
+    s.add_all([conv, *rows])
     s.add_all(SearchWord(conversation_id=conv.id, word=w, user_id=user_id)
               for w in words(conv.title) | words(text))
     s.flush()
     return Begun(conv, [{"role": "user", "content": text}], text, answer.id, model, collection,
                  dict(conv.options))
+
+
+def _turn_rows(conversation_id: str, position: int, question: str | None, model: str,
+               t: float) -> tuple[list[Message], Message]:
+    """What a turn adds from `position` on: the question (None: answering it again) and an
+    empty answer, which is also returned alone."""
+    rows = [] if question is None else [Message(
+        conversation_id=conversation_id, position=position, role="user", content=question,
+        created_at=t, updated_at=t, meta={})]
+    answer = Message(conversation_id=conversation_id, position=position + len(rows),
+                     role="assistant", content="", status="streaming", model=model, created_at=t,
+                     updated_at=t, meta={})
+    return [*rows, answer], answer
 
 
 def save_partial(s: Session, conversation_id: str, answer_id: int, content: str,
