@@ -94,21 +94,23 @@ async def wait_async(check, what: str, timeout: float = 60) -> None:
         await asyncio.sleep(0.02)
 
 
+def keep_reading(response: httpx.Response, done: threading.Event) -> None:
+    """Read a stream until `done`: a client that does not read is paused by back-pressure
+    (its slot is then not busy)."""
+    for _ in response.iter_lines():
+        if done.is_set():
+            return
+
+
 def test_disconnect_frees_its_slot_at_once(llm_server) -> None:
     """Both slots busy with long answers; one client hangs up; the next request takes
     its slot and streams within a second."""
     url = llm_server.url
     done = threading.Event()
 
-    def keep_reading(response: httpx.Response) -> None:
-        # A client that does not read is paused by back-pressure (its slot is then not busy).
-        for _ in response.iter_lines():
-            if done.is_set():
-                return
-
     with httpx.Client(timeout=120) as client, httpx.Client(timeout=120) as other:
         with other.stream("POST", url + CHAT, json=endless_body(1500)) as running:
-            reader = threading.Thread(target=keep_reading, args=(running,), daemon=True)
+            reader = threading.Thread(target=keep_reading, args=(running, done), daemon=True)
             reader.start()
             with client.stream("POST", url + CHAT, json=endless_body(1500)) as response:
                 seen = 0
@@ -167,15 +169,10 @@ def test_queued_stream_that_hangs_up_leaves_the_queue_at_once(llm_server) -> Non
     url = llm_server.url
     done = threading.Event()
 
-    def keep_reading(response: httpx.Response) -> None:
-        for _ in response.iter_lines():
-            if done.is_set():
-                return
-
     with httpx.Client(timeout=120) as a, httpx.Client(timeout=120) as b:
         with a.stream("POST", url + CHAT, json=endless_body(1500)) as first, \
                 b.stream("POST", url + CHAT, json=endless_body(1500)) as second:
-            readers = [threading.Thread(target=keep_reading, args=(r,), daemon=True)
+            readers = [threading.Thread(target=keep_reading, args=(r, done), daemon=True)
                        for r in (first, second)]
             for reader in readers:
                 reader.start()
