@@ -20,6 +20,16 @@ from tinyllm.procs import REPO
 pytestmark = pytest.mark.slow
 
 
+def run_bench(flag: str, out: Path, timeout: float, **env: str) -> str:
+    """`tinyllm bench FLAG --out OUT`; the page it says it wrote."""
+    result = subprocess.run([sys.executable, "-m", "tinyllm", "bench", flag, "--out", str(out)],
+                            cwd=REPO, capture_output=True, text=True,
+                            env={**os.environ, **env}, timeout=timeout)
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert result.stdout.strip() == f"wrote {out / 'benchmarks.md'}"
+    return (out / "benchmarks.md").read_text()
+
+
 def repo_state() -> str:
     return subprocess.run(["git", "status", "--porcelain", "--ignored", "docs", "data"],
                           cwd=REPO, capture_output=True, text=True).stdout
@@ -33,12 +43,7 @@ def test_bench_quick_writes_only_into_out(tmp_path: Path) -> None:
     scratch.mkdir()
     docs = {p: p.stat().st_mtime_ns for p in (REPO / "docs").rglob("*")}
     before = repo_state()
-    result = subprocess.run([sys.executable, "-m", "tinyllm", "bench", "--quick", "--out",
-                             str(out)], cwd=REPO, capture_output=True, text=True,
-                            env={**os.environ, "TMPDIR": str(scratch)}, timeout=3500)
-    assert result.returncode == 0, result.stderr[-4000:]
-    assert result.stdout.strip() == f"wrote {out / 'benchmarks.md'}"
-    page = (out / "benchmarks.md").read_text()
+    page = run_bench("--quick", out, 3500, TMPDIR=str(scratch))
     for name in NAMES:
         section = (out / f"{name}.md").read_text()
         assert section.startswith("## ") and "(quick)" in section, name
@@ -75,11 +80,7 @@ PLOTS = {name: f"{name}.png" for name in NAMES}
 def test_bench_smoke_runs_every_benchmark(tmp_path: Path) -> None:
     out = tmp_path / "out"
     docs = {p: p.stat().st_mtime_ns for p in (REPO / "docs").rglob("*")}
-    result = subprocess.run([sys.executable, "-m", "tinyllm", "bench", "--smoke", "--out",
-                             str(out)], cwd=REPO, capture_output=True, text=True, timeout=1750)
-    assert result.returncode == 0, result.stderr[-4000:]
-    assert result.stdout.strip() == f"wrote {out / 'benchmarks.md'}"
-    page = (out / "benchmarks.md").read_text()
+    page = run_bench("--smoke", out, 1750)
     for name in NAMES:
         section = (out / f"{name}.md").read_text()
         assert section.startswith("## ") and "(smoke)" in section, name
