@@ -54,9 +54,15 @@ def tools() -> tuple[dict[str, Path] | None, str]:
 
 
 def batched_decode(binary: Path, model: Path, threads: int, users: list[int], prompt: int,
-                   answer: int) -> dict[int, float]:
-    """Aggregate decode tokens/s (S_TG) of `llama-batched-bench` at each user count."""
-    cmd = [str(binary), "-m", str(model), "-c", str(max(users) * (prompt + answer) + 256),
+                   answer: int, ctx: int | None = None) -> dict[int, float]:
+    """Aggregate decode tokens/s (S_TG) of `llama-batched-bench` at each user count.
+
+    `ctx`: the whole KV cache, split into max(users) sequences as in a server with that many
+    slots; None: the least that holds the run. Each decode attends over
+    min(256, a sequence's cache) cells at least, so a cache this small decodes faster than
+    that of a server whose requests have room for a useful context."""
+    ctx = ctx or max(users) * (prompt + answer) + 256
+    cmd = [str(binary), "-m", str(model), "-c", str(ctx),
            "-b", "512", "-ub", "512", "-npp", str(prompt), "-ntg", str(answer),
            "-npl", ",".join(map(str, users)), "-t", str(threads), "-fa", "off",
            "--output-format", "jsonl"]
