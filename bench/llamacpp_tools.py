@@ -1,21 +1,29 @@
-"""llama.cpp's own benchmarks (`llama-bench`, `llama-batched-bench`), built from the
-vendor/llama.cpp folder of the installed llama-cpp-python's source release."""
+"""llama.cpp's own benchmarks (`llama-bench`, `llama-batched-bench`) and HTTP server
+(`llama-server`), built from the vendor/llama.cpp folder of the installed
+llama-cpp-python's source release."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import subprocess
 import sys
 import tarfile
+import tempfile
+import time
+from collections.abc import Iterator
 from importlib.metadata import version
 from pathlib import Path
 
+import httpx
+
 from services.config import REPO_ROOT
+from tinyllm.procs import free_port
 
 log = logging.getLogger("tinyllm.bench")
 BUILD = REPO_ROOT / "build" / "llamacpp"  # gitignored
-TOOLS = ("llama-bench", "llama-batched-bench")
+TOOLS = ("llama-bench", "llama-batched-bench", "llama-server")
 
 
 def tools() -> tuple[dict[str, Path] | None, str]:
@@ -41,7 +49,7 @@ def tools() -> tuple[dict[str, Path] | None, str]:
         subprocess.run(["cmake", "-S", str(source), "-B", str(BUILD / "cmake-build"),
                         "-DCMAKE_BUILD_TYPE=Release", "-DLLAMA_CURL=OFF", "-DLLAMA_OPENSSL=OFF",
                         "-DLLAMA_BUILD_TESTS=OFF", "-DLLAMA_BUILD_EXAMPLES=OFF",
-                        "-DLLAMA_BUILD_SERVER=OFF", "-DBUILD_SHARED_LIBS=OFF"],
+                        "-DLLAMA_BUILD_SERVER=ON", "-DBUILD_SHARED_LIBS=OFF"],
                        check=True, capture_output=True)
         subprocess.run(["cmake", "--build", str(BUILD / "cmake-build"), "-j2", "--target",
                         *TOOLS], check=True, capture_output=True)
@@ -84,3 +92,40 @@ def single_decode(binary: Path, model: Path, threads: int, answer: int) -> float
         if line.startswith("{"):
             return float(json.loads(line)["avg_ts"])
     raise RuntimeError("llama-bench printed no result")
+
+
+@contextlib.contextmanager
+def server(binary: Path, model: Path, threads: int, parallel: int, ctx: int
+           ) -> Iterator[tuple[str, int]]:
+    """`llama-server` on a free loopback port with `parallel` slots sharing a `ctx`-cell KV
+    cache (one buffer per slot, as llmserver's engine), its defaults otherwise; yields its
+    (url, pid) once /health answers, and stops it after."""
+    port = free_port()
+    cmd = [str(binary), "-m", str(model), "--host", "127.0.0.1", "--port", str(port),
+           "-t", str(threads), "-tb", str(threads), "-c", str(ctx), "-np", str(parallel),
+           "-b", "512", "-ub", "512", "-fa", "off", "--no-kv-unified", "--no-webui"]
+    with tempfile.TemporaryFile() as output:
+        proc = subprocess.Popen(cmd, stdout=output, stderr=subprocess.STDOUT)
+        try:
+            url = f"http://127.0.0.1:{port}"
+            deadline = time.monotonic() + 120
+            while not _healthy(url):
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    output.seek(0)
+                    raise RuntimeError(f"llama-server did not start: {output.read()[-2000:]!r}")
+                time.sleep(0.2)
+            yield url, proc.pid
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def _healthy(url: str) -> bool:
+    try:
+        return httpx.get(url + "/health", timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False

@@ -1,18 +1,21 @@
-"""llmserver's batching engine against llama.cpp's own limits and the one-slot path.
+"""llmserver's batching engine against llama.cpp's own limits, its own server, and the
+one-slot path.
 
 At 1, 2, 4 and 8 concurrent streaming users (64 answer tokens each, SmolLM2 Q4_1, the
 same threads everywhere) it measures aggregate decode tokens/s and time to first token
 of: llmserver with its slots (`LLMSERVER_PARALLEL=8`), llmserver with one slot (the
-one-request-at-a-time path), `llama-batched-bench` (llama.cpp batched decode in C, no
-HTTP: the ceiling) and `llama-bench` (one stream). Every round gives both servers the
-identical prompts (unique per round and user, never per side), alternates which server
-goes first, and runs llama.cpp's tools between them, so all sides meet the same noise;
-the report gives median [min-max] over rounds and paired per-round ratios.
+one-request-at-a-time path), `llama-server` (llama.cpp's C++ HTTP server, same slots and KV
+cache), `llama-batched-bench` (llama.cpp batched decode in C, no HTTP: the ceiling) and
+`llama-bench` (one stream). Every round gives the servers the identical prompts (unique per
+round and user, never per side), alternates the order of the servers, and runs llama.cpp's
+tools between them, so all sides meet the same noise; the report gives median [min-max]
+over rounds and paired per-round ratios.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import math
@@ -31,17 +34,22 @@ from . import llamacpp_tools
 log = logging.getLogger("tinyllm.bench")
 USERS = [1, 2, 4, 8]
 ANSWER = 64
+SIDES = ("engine", "one-slot", "llama-server", "batched", "smallest")
 N_CTX = 2048  # tokens per slot, in the server and in llama-batched-bench's sequences
 TOPICS = ["a lighthouse", "a lost key", "the first snow", "a robot cook", "an old map",
           "a night train", "a garden", "a chess match"]
 
 
-COLUMNS = ["users", "llama-batched-bench tok/s", "engine tok/s", "engine / llama.cpp",
-           "llama-batched-bench, smallest cache, tok/s", "engine / smallest cache",
-           "engine tok/s, whole span", "one slot tok/s", "engine slowest TTFT (ms)",
-           "engine median TTFT (ms)", "one slot slowest TTFT (ms)",
+SPEED = ["users", "llama-batched-bench", "smallest cache", "llama-server", "engine",
+         "engine / llama-batched-bench", "engine / smallest cache", "engine / llama-server",
+         "engine, whole span", "one slot"]
+LATENCY = ["users", "engine slowest", "engine median", "llama-server slowest",
+           "llama-server median", "one slot slowest",
            "CPU ms/token: engine process, its event loop, bench client"]
-HEADER = f"| {' | '.join(COLUMNS)} |\n|{'---|' * len(COLUMNS)}"
+
+
+def header(columns: list[str]) -> str:
+    return f"| {' | '.join(columns)} |\n|{'---|' * len(columns)}"
 
 
 def prompt(round_: int, user: int) -> str:
@@ -145,22 +153,25 @@ def run(out_dir: Path, quick: bool = False) -> str:
     env = {"LLMSERVER_N_THREADS": str(threads), "LLMSERVER_N_CTX": str(N_CTX),
            "LLMSERVER_QUEUE_SIZE": "16", "LLMSERVER_MODELS_DIR": empty.name}
     res: dict[str, dict[int, list[dict[str, float]]]] = {
-        s: {u: [] for u in USERS} for s in ("engine", "one-slot", "batched", "smallest")}
+        s: {u: [] for u in USERS} for s in SIDES}
     single: list[float] = []
     slots = {**env, "LLMSERVER_PARALLEL": str(max(USERS))}
-    with ServiceProcess("llmserver", "LLMSERVER_", env=slots) as many, \
-            ServiceProcess("llmserver", "LLMSERVER_", env={**env, "LLMSERVER_PARALLEL": "1"}) \
-            as one:
-        sides = {"engine": many, "one-slot": one}
-        for proc in sides.values():  # warm-up, not counted
-            asyncio.run(_users(proc.url, 0, 2, eos))
+    with contextlib.ExitStack() as stack:
+        many = stack.enter_context(ServiceProcess("llmserver", "LLMSERVER_", env=slots))
+        one = stack.enter_context(ServiceProcess("llmserver", "LLMSERVER_",
+                                                 env={**env, "LLMSERVER_PARALLEL": "1"}))
+        sides = {"engine": (many.url, many.pid), "one-slot": (one.url, one.pid)}
+        if bins is not None:  # llama.cpp's own server, same slots and cache, same client
+            sides["llama-server"] = stack.enter_context(llamacpp_tools.server(
+                bins["llama-server"], model, threads, max(USERS), max(USERS) * N_CTX))
+        for url, _ in sides.values():  # warm-up, not counted
+            asyncio.run(_users(url, 0, 2, eos))
         for r in range(1, rounds + 1):
             for k, users in enumerate(USERS):
                 order = list(sides) if (r + k) % 2 else list(sides)[::-1]
                 for side in order:
-                    proc = sides[side]
-                    res[side][users].append(asyncio.run(_users(proc.url, r, users, eos,
-                                                               proc.pid)))
+                    url, pid = sides[side]
+                    res[side][users].append(asyncio.run(_users(url, r, users, eos, pid)))
                     log.info("round %d, %d users, %s: %.1f tok/s, slowest TTFT %.2f s", r,
                              users, side, res[side][users][-1]["tps_span"],
                              res[side][users][-1]["ttft_max"])
@@ -188,62 +199,76 @@ def _spread(values: list[float], fmt: str = "{:.0f}") -> str:
 
 def _report(res: dict[str, dict[int, list[dict[str, float]]]], single: list[float],
             threads: int, prompt_tokens: int, rounds: int, why: str, out_dir: Path) -> str:
-    def col(side: str, users: int, key: str) -> list[float]:
+    def col(side: str, users: int, key: str = "tps") -> list[float]:
         return [r[key] for r in res[side][users]]
 
-    rows, flags = [], []
+    def ratio(users: int, side: str) -> list[float]:  # paired by round
+        return [a / b for a, b in zip(col("engine", users), col(side, users), strict=False)]
+
+    def ms(side: str, users: int, key: str) -> str:
+        return _spread([1000 * v for v in col(side, users, key)])
+
+    speed, latency, flags = [], [], []
     for users in USERS:
-        engine, batched = col("engine", users, "tps"), col("batched", users, "tps")
-        paired = [a / b for a, b in zip(engine, batched, strict=False)]
-        smallest = col("smallest", users, "tps")
-        paired_small = [a / b for a, b in zip(engine, smallest, strict=False)]
-        if paired and min(paired) > 1.0:
+        if ratio(users, "batched") and min(ratio(users, "batched")) > 1.0:
             flags.append(f"at {users} users the engine beat llama.cpp's own batched decode in "
                          "every round: the two measure different spans; read with care")
-        rows.append(f"| {users} | {_spread(batched)} | {_spread(engine)} | "
-                    f"{_spread(paired, '{:.2f}')} | {_spread(smallest)} | "
-                    f"{_spread(paired_small, '{:.2f}')} | "
-                    f"{_spread(col('engine', users, 'tps_span'))} | "
-                    f"{_spread(col('one-slot', users, 'tps_span'))} | "
-                    f"{_spread([1000 * v for v in col('engine', users, 'ttft_max')])} | "
-                    f"{_spread([1000 * v for v in col('engine', users, 'ttft_med')])} | "
-                    f"{_spread([1000 * v for v in col('one-slot', users, 'ttft_max')])} | "
-                    f"{_spread(col('engine', users, 'cpu'), '{:.1f}')}, "
-                    f"{_spread(col('engine', users, 'loop_cpu'), '{:.2f}')}, "
-                    f"{_spread(col('engine', users, 'client_cpu'), '{:.2f}')} |")
-    one_user = col("engine", 1, "tps")
+        speed.append(" | ".join([
+            f"| {users}", *(_spread(col(side, users)) for side in
+                            ("batched", "smallest", "llama-server", "engine")),
+            *(_spread(ratio(users, side), "{:.2f}") for side in
+              ("batched", "smallest", "llama-server")),
+            _spread(col("engine", users, "tps_span")),
+            _spread(col("one-slot", users, "tps_span"))]) + " |")
+        latency.append(" | ".join([
+            f"| {users}", ms("engine", users, "ttft_max"), ms("engine", users, "ttft_med"),
+            ms("llama-server", users, "ttft_max"), ms("llama-server", users, "ttft_med"),
+            ms("one-slot", users, "ttft_max"),
+            f"{_spread(col('engine', users, 'cpu'), '{:.1f}')}, "
+            f"{_spread(col('engine', users, 'loop_cpu'), '{:.2f}')}, "
+            f"{_spread(col('engine', users, 'client_cpu'), '{:.2f}')}"]) + " |")
+    one_user = col("engine", 1)
     single_ratio = [a / b for a, b in zip(one_user, single, strict=False)]
     _plot(res, single, out_dir / "llmserver.png")
     missing = f"\n> {why}; those columns are empty.\n" if why else ""
     flagged = "".join(f"\n> Flag: {f}.\n" for f in flags)
+    slots = max(USERS)
     return f"""## llmserver: continuous batching against llama.cpp
 
 SmolLM2-135M-Instruct Q4_1, {threads} threads everywhere, {ANSWER} answer tokens per user
 (end-of-sequence banned so every answer has exactly {ANSWER}), short prompts (about
-{prompt_tokens} tokens plus the chat template), streaming over HTTP; {rounds} interleaved
-rounds, median [min–max]. "Aggregate" is decode tokens/s summed over users while every user
-decodes: for `llama-batched-bench` its S_TG; for HTTP the tokens that arrive between the
-last user's first token (every prompt read) and the first user's last token, over that
-window. The span from the first first-token to the last token, which also holds the reading
-of late prompts and a tail with fewer users, gives the engine the "whole span" figure. The
-ratios are paired per round.
-
-`llama-batched-bench` runs with the server's KV cache: {max(USERS)} sequences of {N_CTX} tokens,
-as the engine's {max(USERS)} slots hold. llama.cpp attends over at least 256 cells of each
-sequence (fewer only where a sequence's whole cache is smaller), so the cache size is part of
-the decode cost. The "smallest cache" run gives each sequence just the room its prompt and
-answer need (about {prompt_tokens + ANSWER} cells): faster than any server that gives its
-requests a useful context, shown for reference. The last
-column is the server process's CPU time per generated token (all threads, llama.cpp's
-included), that of its event-loop thread (HTTP, SSE) and that of this benchmark's own
-client process: on a machine with few cores, the last two compete with decoding.
+{prompt_tokens} tokens plus the chat template); {rounds} interleaved rounds, median [min–max].
+The engine is llmserver with {slots} slots (`LLMSERVER_PARALLEL={slots}`), "one slot" the same
+server with one (the one-request-at-a-time path), `llama-server` llama.cpp's own HTTP server
+with {slots} slots and the same KV cache; all three are read by the same streaming client.
 {missing}
-{HEADER}
-{chr(10).join(rows)}
+Aggregate decode tokens/s, summed over users while every user decodes: for
+`llama-batched-bench` its S_TG; over HTTP the tokens that arrive between the last user's
+first token (every prompt read) and the first user's last token, over that window. "Whole
+span" runs from the first first-token to the last token, so it also holds the reading of late
+prompts and a tail with fewer users; the one-slot path, which answers in turn, has only that.
+Ratios are paired per round.
+
+`llama-batched-bench` runs with the servers' KV cache: {slots} sequences of {N_CTX} tokens.
+llama.cpp attends over at least 256 cells of each sequence (fewer only where a sequence's
+whole cache is smaller), so the cache size is part of the decode cost. The "smallest cache"
+run gives each sequence just the room its prompt and answer need (about
+{prompt_tokens + ANSWER} cells): faster than any server that gives its requests a useful
+context, shown for reference.
+
+{header(SPEED)}
+{chr(10).join(speed)}
+
+Time to first token (ms), and CPU per generated token: the engine's whole process (llama.cpp's
+threads included), its event-loop thread (HTTP, SSE) and this benchmark's own client process
+(on a machine with few cores, the last two compete with decoding).
+
+{header(LATENCY)}
+{chr(10).join(latency)}
 
 Single stream: `llama-bench` tg{ANSWER} {_spread(single)} tok/s, the engine at 1 user
 {_spread(one_user)} tok/s, ratio {_spread(single_ratio, '{:.2f}')} (target ≥ 0.9).
-Targets: aggregate at 4 and 8 users ≥ 0.9× `llama-batched-bench` (with the server's cache);
+Targets: aggregate at 4 and 8 users ≥ 0.9× `llama-batched-bench` (with the servers' cache);
 slowest TTFT at 8 users under 1 s.
 {flagged}
 ![aggregate tokens/s and TTFT against users](benchmarks/llmserver.png)
@@ -264,6 +289,7 @@ def _plot(res: dict[str, dict[int, list[dict[str, float]]]], single: list[float]
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6))
     for side, label, style in [("batched", "llama-batched-bench", "k--"),
                                ("smallest", "llama-batched-bench, smallest cache", "k:"),
+                               ("llama-server", "llama-server, 8 slots", "m-d"),
                                ("engine", "llmserver, 8 slots", "g-o"),
                                ("one-slot", "llmserver, 1 slot", "r-s")]:
         key = "tps_span" if side == "one-slot" else "tps"
@@ -271,8 +297,10 @@ def _plot(res: dict[str, dict[int, list[dict[str, float]]]], single: list[float]
     if single:
         left.plot([1], [statistics.median(single)], "b^", label="llama-bench")
     left.set(xlabel="concurrent users", ylabel="aggregate decode tokens/s", xticks=USERS)
-    left.legend(fontsize=8)
-    for side, label, style in [("engine", "8 slots", "g-o"), ("one-slot", "1 slot", "r-s")]:
+    left.legend(fontsize=8, loc="upper left")
+    for side, label, style in [("engine", "8 slots", "g-o"),
+                               ("llama-server", "llama-server", "m-d"),
+                               ("one-slot", "1 slot", "r-s")]:
         right.plot(USERS, [med(side, u, "ttft_max") for u in USERS], style,
                    label=f"{label}, slowest")
         right.plot(USERS, [med(side, u, "ttft_med") for u in USERS], style.replace("-", ":"),
