@@ -4,22 +4,16 @@ llama-cpp-python's source release."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import subprocess
 import sys
 import tarfile
-import tempfile
-import time
-from collections.abc import Iterator
 from importlib.metadata import version
 from pathlib import Path
 
-import httpx
-
 from services.config import REPO_ROOT
-from tinyllm.procs import free_port
+from tinyllm.procs import ServiceProcess
 
 log = logging.getLogger("tinyllm.bench")
 BUILD = REPO_ROOT / "build" / "llamacpp"  # gitignored
@@ -94,38 +88,11 @@ def single_decode(binary: Path, model: Path, threads: int, answer: int) -> float
     raise RuntimeError("llama-bench printed no result")
 
 
-@contextlib.contextmanager
-def server(binary: Path, model: Path, threads: int, parallel: int, ctx: int
-           ) -> Iterator[tuple[str, int]]:
-    """`llama-server` on a free loopback port with `parallel` slots sharing a `ctx`-cell KV
-    cache (one buffer per slot, as llmserver's engine), its defaults otherwise; yields its
-    (url, pid) once /health answers, and stops it after."""
-    port = free_port()
-    cmd = [str(binary), "-m", str(model), "--host", "127.0.0.1", "--port", str(port),
-           "-t", str(threads), "-tb", str(threads), "-c", str(ctx), "-np", str(parallel),
-           "-b", "512", "-ub", "512", "-fa", "off", "--no-kv-unified", "--no-webui"]
-    with tempfile.TemporaryFile() as output:
-        proc = subprocess.Popen(cmd, stdout=output, stderr=subprocess.STDOUT)
-        try:
-            url = f"http://127.0.0.1:{port}"
-            deadline = time.monotonic() + 120
-            while not _healthy(url):
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    output.seek(0)
-                    raise RuntimeError(f"llama-server did not start: {output.read()[-2000:]!r}")
-                time.sleep(0.2)
-            yield url, proc.pid
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-
-
-def _healthy(url: str) -> bool:
-    try:
-        return httpx.get(url + "/health", timeout=1).status_code == 200
-    except httpx.HTTPError:
-        return False
+def server(binary: Path, model: Path, threads: int, parallel: int, ctx: int) -> ServiceProcess:
+    """`llama-server` on a free loopback port (from LLAMA_ARG_HOST and LLAMA_ARG_PORT) with
+    `parallel` slots sharing a `ctx`-cell KV cache, one buffer per slot as in llmserver's
+    engine, and its defaults otherwise; a context manager, healthy once entered."""
+    return ServiceProcess("llama-server", "LLAMA_ARG_", health_timeout=120, command=[
+        str(binary), "-m", str(model), "-t", str(threads), "-tb", str(threads), "-c", str(ctx),
+        "-np", str(parallel), "-b", "512", "-ub", "512", "-fa", "off", "--no-kv-unified",
+        "--no-webui"])

@@ -162,8 +162,9 @@ def run(out_dir: Path, quick: bool = False) -> str:
                                                  env={**env, "LLMSERVER_PARALLEL": "1"}))
         sides = {"engine": (many.url, many.pid), "one-slot": (one.url, one.pid)}
         if bins is not None:  # llama.cpp's own server, same slots and cache, same client
-            sides["llama-server"] = stack.enter_context(llamacpp_tools.server(
+            peer = stack.enter_context(llamacpp_tools.server(
                 bins["llama-server"], model, threads, max(USERS), max(USERS) * N_CTX))
+            sides["llama-server"] = (peer.url, peer.pid)
         for url, _ in sides.values():  # warm-up, not counted
             asyncio.run(_users(url, 0, 2, eos))
         for r in range(1, rounds + 1):

@@ -51,13 +51,17 @@ class ServiceProcess:
         host: the address to bind; a wildcard is probed on loopback.
         inherit_output: write to this process's stdout/stderr instead of log_path.
         new_session: own process group, so the terminal's Ctrl-C reaches only the parent.
+        command: a program to run instead of `python -m MODULE` (MODULE then only names it);
+            it must read its port and host from the environment under `prefix`.
     """
 
     def __init__(self, module: str, prefix: str, env: dict[str, str] | None = None,
                  log_path: Path | None = None, port: int | None = None,
                  health_timeout: float = 120, host: str = "127.0.0.1",
-                 inherit_output: bool = False, new_session: bool = False) -> None:
+                 inherit_output: bool = False, new_session: bool = False,
+                 command: list[str] | None = None) -> None:
         self.module = module
+        self.command = command or [sys.executable, "-m", module]
         self.port = port or free_port()
         probe = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
         self.url = f"http://{probe}:{self.port}"
@@ -87,7 +91,7 @@ class ServiceProcess:
         if not self.inherit_output:
             self._close_log()
             self._log_file = output = open(self.log_path, "ab")  # noqa: SIM115
-        self.proc = subprocess.Popen([sys.executable, "-m", self.module], env=self.env, cwd=REPO,
+        self.proc = subprocess.Popen(self.command, env=self.env, cwd=REPO,
                                      stdout=output, stderr=subprocess.STDOUT if output else None,
                                      start_new_session=self.new_session)
         if wait:
