@@ -13,6 +13,7 @@ import logging
 import multiprocessing
 import os
 import threading
+import time
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
@@ -23,8 +24,10 @@ log = logging.getLogger(__name__)
 _worker: Any = None  # the child's embedder
 
 
-def _init(kwargs: dict[str, Any], nice: int, threads: int) -> None:
+def _init(kwargs: dict[str, Any], nice: int, threads: int, parent: int) -> None:
     global _worker
+    threading.Thread(target=_exit_with, args=(parent,), name="exit-with-rag", daemon=True
+                     ).start()
     if threads:
         import torch
 
@@ -50,6 +53,14 @@ def renice_threads(nice: int) -> None:
             continue
 
 
+def _exit_with(parent: int) -> None:
+    """End this child when rag ends, killed too. Nothing else would: the child waits on its
+    call queue, and holds that pipe's write end itself, so no end-of-file ever comes."""
+    while os.getppid() == parent:
+        time.sleep(1)
+    os._exit(0)
+
+
 def _encode(texts: list[str]) -> np.ndarray:
     return _worker.encode(texts)
 
@@ -64,7 +75,7 @@ class ProcessEncoder:
 
     def _start(self) -> ProcessPoolExecutor:
         pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"),
-                                   initializer=_init, initargs=self._args)
+                                   initializer=_init, initargs=(*self._args, os.getpid()))
         pool.submit(_encode, [])  # starts the child (the model loads now, not at an upload)
         return pool
 

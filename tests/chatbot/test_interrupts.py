@@ -26,8 +26,8 @@ import pytest
 
 from tests.chatbot.conftest import chatbot_env
 from tests.chatbot.test_browser import chromium, expect, new_page  # noqa: F401 (fixture)
-from tests.llmserver.helpers import metric, wait_for
-from tests.utils.procs import ServiceProcess
+from tests.llmserver.helpers import metric
+from tests.utils.procs import ServiceProcess, wait_for
 from tinyllm.procs import REPO
 
 pytestmark = pytest.mark.slow

@@ -1,9 +1,6 @@
-"""Helpers for llmserver tests: read /metrics, wait for an observable state."""
+"""Helpers for llmserver tests: read /metrics, compare greedy answers."""
 
 from __future__ import annotations
-
-import time
-from collections.abc import Callable
 
 import httpx
 
@@ -18,15 +15,6 @@ def metric(url: str, name: str) -> float:
             found = True
     assert found, f"{name} not in /metrics"
     return total
-
-
-def wait_for(check: Callable[[], bool], timeout: float = 60, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 # Batched matrix products and a re-used cache round differently from a lone, cold

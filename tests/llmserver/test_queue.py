@@ -15,8 +15,9 @@ import openai
 import pytest
 
 from llmserver.models import DEFAULT_MODEL, packaged_models
+from tests.utils.procs import wait_for
 
-from .helpers import assert_same_or_near_tie, metric, wait_for
+from .helpers import assert_same_or_near_tie, metric
 
 CHAT = "/v1/chat/completions"
 

@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from rag.ingest_cli import main as ingest_main
-from tests.utils.procs import ServiceProcess
+from tests.utils.procs import ServiceProcess, children, running, wait_for
 
 from .docs import CORPUS, long_text, make_pdf
 
@@ -45,8 +45,12 @@ def test_kill_mid_ingest_then_retry_leaves_exactly_the_chunks(tmp_path):
             time.sleep(0.05)
         assert job["status"] == "running" and job["progress"] < 1, job
         written = collection_info(proc.url, "kill")["points"]
+        encoders = children(proc.pid)
+        assert encoders, "the ingest encoder runs in a child process"
         proc.kill()
     assert written > 0
+    # The encoder child ends with rag, even when rag is killed: no orphan keeps its model.
+    wait_for(lambda: not any(map(running, encoders)), 10, "the orphaned encoder to exit")
     with rag_process(tmp_path / "data", tmp_path / "rag.log", **env) as proc:
         after_restart = collection_info(proc.url, "kill")
         # Startup removed the crashed ingest's points; the document never became visible.
