@@ -66,7 +66,7 @@ def batched_decode(binary: Path, model: Path, threads: int, users: list[int], pr
     ctx = ctx or max(users) * (prompt + answer) + 256
     cmd = [str(binary), "-m", str(model), "-c", str(ctx),
            "-b", "512", "-ub", "512", "-npp", str(prompt), "-ntg", str(answer),
-           "-npl", ",".join(map(str, users)), "-t", str(threads), "-fa", "off",
+           "-npl", ",".join(map(str, users)), "-t", str(threads), "-fa", "auto",
            "--output-format", "jsonl"]
     done = subprocess.run(cmd, check=True, capture_output=True, text=True)
     speeds = {}
@@ -80,7 +80,7 @@ def batched_decode(binary: Path, model: Path, threads: int, users: list[int], pr
 def single_decode(binary: Path, model: Path, threads: int, answer: int) -> float:
     """Single-stream decode tokens/s of `llama-bench` (tg, no prompt)."""
     cmd = [str(binary), "-m", str(model), "-t", str(threads), "-p", "0", "-n", str(answer),
-           "-r", "2", "-fa", "0", "-o", "jsonl"]
+           "-r", "2", "-fa", "auto", "-o", "jsonl"]
     done = subprocess.run(cmd, check=True, capture_output=True, text=True)
     for line in done.stdout.splitlines():
         if line.startswith("{"):
@@ -94,5 +94,5 @@ def server(binary: Path, model: Path, threads: int, parallel: int, ctx: int) -> 
     engine, and its defaults otherwise; a context manager, healthy once entered."""
     return ServiceProcess("llama-server", "LLAMA_ARG_", health_timeout=120, command=[
         str(binary), "-m", str(model), "-t", str(threads), "-tb", str(threads), "-c", str(ctx),
-        "-np", str(parallel), "-b", "512", "-ub", "512", "-fa", "off", "--no-kv-unified",
+        "-np", str(parallel), "-b", "512", "-ub", "512", "-fa", "auto", "--no-kv-unified",
         "--no-webui"])

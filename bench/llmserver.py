@@ -236,7 +236,8 @@ def _report(res: dict[str, dict[int, list[dict[str, float]]]], single: list[floa
     slots = max(USERS)
     return f"""## llmserver: continuous batching against llama.cpp
 
-SmolLM2-135M-Instruct Q4_1, {threads} threads everywhere, {ANSWER} answer tokens per user
+SmolLM2-135M-Instruct Q4_1, {threads} threads and flash attention `auto` (llama.cpp's default
+and llmserver's) everywhere, {ANSWER} answer tokens per user
 (end-of-sequence banned so every answer has exactly {ANSWER}), short prompts (about
 {prompt_tokens} tokens plus the chat template); {rounds} interleaved rounds, median [min–max].
 The engine is llmserver with {slots} slots (`LLMSERVER_PARALLEL={slots}`), "one slot" the same

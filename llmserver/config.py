@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
@@ -37,6 +38,12 @@ class Settings(ServiceSettings):
     n_batch: int = Field(512, ge=8, description="Prompt tokens evaluated per batch.")
     n_gpu_layers: int = Field(
         0, ge=-1, description="Layers offloaded to the GPU; -1 means all (CUDA builds only)."
+    )
+    flash_attn: Literal["auto", "on", "off"] = Field(
+        "auto",
+        description="llama.cpp's flash attention: auto uses it where the backend has it (CPU "
+                    "and CUDA do), as llama.cpp's own tools do; it decodes many slots faster "
+                    "(on 2 CPU cores, about a fifth more tokens/s at 8 users).",
     )
     parallel: int = Field(
         0, ge=0, le=64,

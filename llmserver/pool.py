@@ -169,7 +169,8 @@ class ModelPool:
         trained = int(llama_model_n_ctx_train(llama.model)) or s.n_ctx
         n_ctx = min(s.n_ctx, trained)
         try:
-            runtime = Runtime(llama, n_ctx, s.slots(), max(s.n_batch, s.slots()), s.n_threads)
+            runtime = Runtime(llama, n_ctx, s.slots(), max(s.n_batch, s.slots()), s.n_threads,
+                              s.flash_attn)
         except BaseException:
             llama.close()
             raise

@@ -9,6 +9,9 @@ from typing import Any
 import llama_cpp as C
 import numpy as np
 
+FLASH_ATTN = {"auto": C.LLAMA_FLASH_ATTN_TYPE_AUTO, "on": C.LLAMA_FLASH_ATTN_TYPE_ENABLED,
+              "off": C.LLAMA_FLASH_ATTN_TYPE_DISABLED}
+
 
 class DecodeError(RuntimeError):
     """llama_decode refused a batch (no room in the KV cache, or a backend failure)."""
@@ -20,11 +23,12 @@ class Runtime:
     The `Llama` object keeps the weights, the tokenizer and the chat template; the engine
     decodes in a second context sized `n_ctx_seq` tokens per sequence, one sequence per
     slot, with separate (non-unified) KV buffers so sequences never crowd each other out.
-    Its parameters start from Llama's own, so a lone request computes what Llama computes.
+    Its parameters start from Llama's own, so a lone request computes what a Llama with the
+    same flash-attention setting computes.
     """
 
     def __init__(self, llama: Any, n_ctx_seq: int, parallel: int, n_batch: int,
-                 n_threads: int) -> None:
+                 n_threads: int, flash_attn: str = "auto") -> None:
         self.llama = llama
         self.model = llama.model
         self.vocab = C.llama_model_get_vocab(self.model)
@@ -38,6 +42,7 @@ class Runtime:
         params.n_ubatch = min(n_batch, 512)
         params.n_threads = params.n_threads_batch = n_threads
         params.kv_unified = False
+        params.flash_attn_type = FLASH_ATTN[flash_attn]
         params.no_perf = True
         self.ctx = C.llama_init_from_model(self.model, params)
         if not self.ctx:

@@ -36,7 +36,9 @@ def server(models_dir) -> Iterator[ServiceProcess]:
 
 @pytest.fixture(scope="module")
 def llama() -> Iterator[Llama]:
-    llm = Llama(model_path=str(packaged_models()[DEFAULT_MODEL]), n_ctx=2048, verbose=False)
+    # The server's default flash attention (auto) is on for CPU: the reference matches it.
+    llm = Llama(model_path=str(packaged_models()[DEFAULT_MODEL]), n_ctx=2048, flash_attn=True,
+                verbose=False)
     yield llm
     llm.close()
 
@@ -160,7 +162,7 @@ def test_second_turn_reuses_the_cached_prefix(server) -> None:
     assert gained >= answer["usage"]["prompt_tokens"]  # at least the whole first turn
     assert metric(server.url, "llm_prompt_tokens_total") - evaluated == prompt_tokens - gained
     cold_llama = Llama(model_path=str(packaged_models()[DEFAULT_MODEL]), n_ctx=2048,
-                       logits_all=True, verbose=False)
+                       flash_attn=True, logits_all=True, verbose=False)
     try:
         cold = cold_llama.create_chat_completion(messages=turn2, max_tokens=24, temperature=0,
                                                  logprobs=True, top_logprobs=2)
