@@ -60,9 +60,8 @@ def batched_decode(binary: Path, model: Path, threads: int, users: list[int], pr
     """Aggregate decode tokens/s (S_TG) of `llama-batched-bench` at each user count.
 
     `ctx`: the whole KV cache, split into max(users) sequences as in a server with that many
-    slots; None: the least that holds the run. A cache this small decodes faster than that of
-    a server whose requests have room for a useful context (measured here: 8 sequences of
-    256 cells as fast as the smallest, of 512 and more 5-10% slower)."""
+    slots; None: the least that holds the run (without flash attention that decodes faster
+    than a server's cache: here 8 sequences of 512 cells and more 5-10% slower than of 256)."""
     ctx = ctx or max(users) * (prompt + answer) + 256
     cmd = [str(binary), "-m", str(model), "-c", str(ctx),
            "-b", "512", "-ub", "512", "-npp", str(prompt), "-ntg", str(answer),
