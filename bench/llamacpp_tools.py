@@ -56,7 +56,7 @@ def tools() -> tuple[dict[str, Path] | None, str]:
 
 
 def batched_decode(binary: Path, model: Path, threads: int, users: list[int], prompt: int,
-                   answer: int, ctx: int | None = None) -> dict[int, float]:
+                   answer: int, flash: str, ctx: int | None = None) -> dict[int, float]:
     """Aggregate decode tokens/s (S_TG) of `llama-batched-bench` at each user count.
 
     `ctx`: the whole KV cache, split into max(users) sequences as in a server with that many
@@ -65,7 +65,7 @@ def batched_decode(binary: Path, model: Path, threads: int, users: list[int], pr
     ctx = ctx or max(users) * (prompt + answer) + 256
     cmd = [str(binary), "-m", str(model), "-c", str(ctx),
            "-b", "512", "-ub", "512", "-npp", str(prompt), "-ntg", str(answer),
-           "-npl", ",".join(map(str, users)), "-t", str(threads), "-fa", "auto",
+           "-npl", ",".join(map(str, users)), "-t", str(threads), "-fa", flash,
            "--output-format", "jsonl"]
     done = subprocess.run(cmd, check=True, capture_output=True, text=True)
     speeds = {}
@@ -76,10 +76,10 @@ def batched_decode(binary: Path, model: Path, threads: int, users: list[int], pr
     return speeds
 
 
-def single_decode(binary: Path, model: Path, threads: int, answer: int) -> float:
-    """Single-stream decode tokens/s of `llama-bench` (tg, no prompt)."""
+def single_decode(binary: Path, model: Path, threads: int, answer: int, flash: str) -> float:
+    """Single-stream decode tokens/s of `llama-bench` (tg, no prompt); `flash`: -fa's value."""
     cmd = [str(binary), "-m", str(model), "-t", str(threads), "-p", "0", "-n", str(answer),
-           "-r", "2", "-fa", "auto", "-o", "jsonl"]
+           "-r", "2", "-fa", flash, "-o", "jsonl"]
     done = subprocess.run(cmd, check=True, capture_output=True, text=True)
     for line in done.stdout.splitlines():
         if line.startswith("{"):
@@ -87,11 +87,12 @@ def single_decode(binary: Path, model: Path, threads: int, answer: int) -> float
     raise RuntimeError("llama-bench printed no result")
 
 
-def server(binary: Path, model: Path, threads: int, parallel: int, ctx: int) -> ServiceProcess:
+def server(binary: Path, model: Path, threads: int, parallel: int, ctx: int, flash: str
+           ) -> ServiceProcess:
     """`llama-server` on a free loopback port (from LLAMA_ARG_HOST and LLAMA_ARG_PORT) with
     `parallel` slots sharing a `ctx`-cell KV cache, one buffer per slot as in llmserver's
     engine, and its defaults otherwise; a context manager, healthy once entered."""
     return ServiceProcess("llama-server", "LLAMA_ARG_", health_timeout=120, command=[
         str(binary), "-m", str(model), "-t", str(threads), "-tb", str(threads), "-c", str(ctx),
-        "-np", str(parallel), "-b", "512", "-ub", "512", "-fa", "auto", "--no-kv-unified",
+        "-np", str(parallel), "-b", "512", "-ub", "512", "-fa", flash, "--no-kv-unified",
         "--no-webui"])

@@ -39,11 +39,13 @@ class Settings(ServiceSettings):
     n_gpu_layers: int = Field(
         0, ge=-1, description="Layers offloaded to the GPU; -1 means all (CUDA builds only)."
     )
-    flash_attn: Literal["auto", "on", "off"] = Field(
-        "auto",
-        description="llama.cpp's flash attention: auto uses it where the backend has it (CPU "
-                    "and CUDA do), as llama.cpp's own tools do; it decodes many slots faster "
-                    "(on 2 CPU cores, about a fifth more tokens/s at 8 users).",
+    flash_attn: Literal["off", "on", "auto"] = Field(
+        "off",
+        description="llama.cpp's flash attention. off (as llama-cpp-python's Llama): answers "
+                    "are Llama's. on, or auto (on where the backend has it, CPU and CUDA do): "
+                    "decodes many slots faster (on 2 CPU cores about a fifth more tokens/s at "
+                    "8 users), but rounds more by batch and cache, so greedy answers can part "
+                    "at near-ties.",
     )
     parallel: int = Field(
         0, ge=0, le=64,

@@ -36,9 +36,7 @@ def server(models_dir) -> Iterator[ServiceProcess]:
 
 @pytest.fixture(scope="module")
 def llama() -> Iterator[Llama]:
-    # The server's default flash attention (auto) is on for CPU: the reference matches it.
-    llm = Llama(model_path=str(packaged_models()[DEFAULT_MODEL]), n_ctx=2048, flash_attn=True,
-                verbose=False)
+    llm = Llama(model_path=str(packaged_models()[DEFAULT_MODEL]), n_ctx=2048, verbose=False)
     yield llm
     llm.close()
 
@@ -109,6 +107,25 @@ def test_concurrent_streams_complete_with_the_lone_text(server, users: int) -> N
         assert_same_or_near_tie(alone["logprobs"]["content"], batched["logprobs"])
 
 
+def test_flash_attention_setting_computes_what_llama_computes_with_it(models_dir) -> None:
+    """LLMSERVER_FLASH_ATTN=on reaches the engine's context: a lone greedy answer is the one
+    Llama gives with flash attention, which for this prompt parts from the default's."""
+    messages = [{"role": "user", "content": "Say hi"}]
+    answers = {}
+    for flash in (True, False):
+        llm = Llama(model_path=str(packaged_models()[DEFAULT_MODEL]), n_ctx=2048,
+                    flash_attn=flash, verbose=False)
+        reply = llm.create_chat_completion(messages=messages, max_tokens=20, temperature=0)
+        answers[flash] = reply["choices"][0]["message"]["content"]
+        llm.close()
+    assert answers[True] != answers[False]  # else this prompt shows nothing
+    env = {"LLMSERVER_MODELS_DIR": str(models_dir), "LLMSERVER_PARALLEL": "2",
+           "LLMSERVER_N_CTX": "2048", "LLMSERVER_FLASH_ATTN": "on"}
+    with ServiceProcess("llmserver", "LLMSERVER_", env=env) as proc:
+        ours = chat(proc.url, messages, max_tokens=20)["choices"][0]["message"]["content"]
+    assert ours == answers[True]
+
+
 def test_request_joining_mid_batch_streams_before_the_others_finish(server) -> None:
     async def main() -> tuple[dict, dict]:
         async with httpx.AsyncClient(timeout=600) as client:
@@ -162,7 +179,7 @@ def test_second_turn_reuses_the_cached_prefix(server) -> None:
     assert gained >= answer["usage"]["prompt_tokens"]  # at least the whole first turn
     assert metric(server.url, "llm_prompt_tokens_total") - evaluated == prompt_tokens - gained
     cold_llama = Llama(model_path=str(packaged_models()[DEFAULT_MODEL]), n_ctx=2048,
-                       flash_attn=True, logits_all=True, verbose=False)
+                       logits_all=True, verbose=False)
     try:
         cold = cold_llama.create_chat_completion(messages=turn2, max_tokens=24, temperature=0,
                                                  logprobs=True, top_logprobs=2)
