@@ -28,7 +28,7 @@ class Runtime:
     """
 
     def __init__(self, llama: Any, n_ctx_seq: int, parallel: int, n_batch: int,
-                 n_threads: int, flash_attn: str = "off") -> None:
+                 n_threads: int, flash_attn: str) -> None:
         self.llama = llama
         self.model = llama.model
         self.vocab = C.llama_model_get_vocab(self.model)

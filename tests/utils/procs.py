@@ -29,14 +29,16 @@ def _stat(pid: int | str) -> list[str]:
         return []
 
 
+def _alive(stat: list[str]) -> bool:
+    return bool(stat) and stat[0] != "Z"
+
+
 def children(pid: int) -> list[int]:
     """The live processes whose parent is `pid`."""
     return [int(p.name) for p in Path("/proc").iterdir()
-            if p.name.isdigit() and (stat := _stat(p.name)) and stat[1] == str(pid)
-            and stat[0] != "Z"]
+            if p.name.isdigit() and _alive(stat := _stat(p.name)) and stat[1] == str(pid)]
 
 
 def running(pid: int) -> bool:
     """`pid` exists and is not a zombie."""
-    stat = _stat(pid)
-    return bool(stat) and stat[0] != "Z"
+    return _alive(_stat(pid))
