@@ -4,15 +4,16 @@ llama-cpp-python's source release."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import subprocess
-import sys
 import tarfile
 from importlib.metadata import version
 from pathlib import Path
 
 from services.config import REPO_ROOT
+from tinyllm import llamabuild
 from tinyllm.procs import ServiceProcess
 
 log = logging.getLogger("tinyllm.bench")
@@ -20,33 +21,43 @@ BUILD = REPO_ROOT / "build" / "llamacpp"  # gitignored
 TOOLS = ("llama-bench", "llama-batched-bench", "llama-server")
 
 
+def _build_dir(args: tuple[str, ...]) -> Path:
+    return BUILD / f"cmake-build-{hashlib.sha256(' '.join(args).encode()).hexdigest()[:12]}"
+
+
+def built() -> bool:
+    """Whether the tools are built for the installed llama-cpp-python's flags."""
+    build = _build_dir(llamabuild.installed_cmake_args())
+    return all((build / "bin" / name).is_file() for name in TOOLS)
+
+
 def tools() -> tuple[dict[str, Path] | None, str]:
-    """The two binaries, building them the first time (minutes); (None, why) on failure."""
-    out = BUILD / "cmake-build" / "bin"
-    found = {name: out / name for name in TOOLS}
-    if all(p.is_file() for p in found.values()):
+    """The three binaries, building them the first time (minutes); (None, why) on failure.
+
+    They are compiled with the instruction sets of the installed llama-cpp-python build
+    (tinyllm/llamabuild.py records them), so both sides of a race run the same kernels and
+    neither emits an instruction this machine refuses."""
+    args = llamabuild.installed_cmake_args()
+    build = _build_dir(args)
+    found = {name: build / "bin" / name for name in TOOLS}
+    if built():
         return found, ""
     release = version("llama-cpp-python")
     try:
-        BUILD.mkdir(parents=True, exist_ok=True)
-        sdist = BUILD / f"llama_cpp_python-{release}.tar.gz"
-        if not sdist.is_file():
-            log.info("downloading the llama-cpp-python %s source release", release)
-            subprocess.run([sys.executable, "-m", "pip", "download", "--no-binary", ":all:",
-                            "--no-deps", f"llama-cpp-python=={release}", "-d", str(BUILD)],
-                           check=True, capture_output=True)
         source = BUILD / f"llama_cpp_python-{release}" / "vendor" / "llama.cpp"
         if not source.is_dir():
-            with tarfile.open(sdist) as tar:
+            log.info("unpacking the llama-cpp-python %s source release", release)
+            BUILD.mkdir(parents=True, exist_ok=True)
+            with tarfile.open(llamabuild.sdist(release)) as tar:
                 tar.extractall(BUILD, filter="data")
         log.info("building %s from %s (a few minutes)", ", ".join(TOOLS), source)
-        subprocess.run(["cmake", "-S", str(source), "-B", str(BUILD / "cmake-build"),
+        subprocess.run(["cmake", "-S", str(source), "-B", str(build),
                         "-DCMAKE_BUILD_TYPE=Release", "-DLLAMA_CURL=OFF", "-DLLAMA_OPENSSL=OFF",
                         "-DLLAMA_BUILD_TESTS=OFF", "-DLLAMA_BUILD_EXAMPLES=OFF",
-                        "-DLLAMA_BUILD_SERVER=ON", "-DBUILD_SHARED_LIBS=OFF"],
+                        "-DLLAMA_BUILD_SERVER=ON", "-DBUILD_SHARED_LIBS=OFF", *args],
                        check=True, capture_output=True)
-        subprocess.run(["cmake", "--build", str(BUILD / "cmake-build"), "-j2", "--target",
-                        *TOOLS], check=True, capture_output=True)
+        subprocess.run(["cmake", "--build", str(build), "-j2", "--target", *TOOLS],
+                       check=True, capture_output=True)
     except (OSError, subprocess.CalledProcessError, tarfile.TarError) as exc:
         detail = getattr(exc, "stderr", b"") or b""
         return None, f"llama.cpp's tools could not be built: {exc} {detail[-300:]!r}"

@@ -130,10 +130,9 @@ def _shrink_args(module: Any, name: str, change: Callable[..., tuple]) -> Callab
     return call
 
 
-def _built_only(tools: Callable[[], tuple], build: Path, names: tuple[str, ...]
-                ) -> Callable[[], tuple]:
+def _built_only(tools: Callable[[], tuple], built: Callable[[], bool]) -> Callable[[], tuple]:
     def call() -> tuple:
-        if all((build / "cmake-build" / "bin" / name).is_file() for name in names):
+        if built():
             return tools()
         return None, "llama.cpp's tools are not built (--smoke does not build them)"
     return call
@@ -162,7 +161,7 @@ SMOKE: dict[str, dict[str, Any]] = {
     "bench.llmserver": {"USERS": [1, 2], "ANSWER": 8},
     # llama.cpp's own tools are used when built (`tinyllm bench llmserver` builds them once,
     # minutes); a smoke run never builds them and reports their columns as skipped.
-    "bench.llamacpp_tools": {"tools": lambda m: _built_only(m.tools, m.BUILD, m.TOOLS)},
+    "bench.llamacpp_tools": {"tools": lambda m: _built_only(m.tools, m.built)},
     "bench.chatbot": {
         "THREADS": [None],  # the 1-thread side runs the same code with another setting
         "gateway_side": lambda m: _shrink_args(m, "gateway_side", lambda threads, *_: (

