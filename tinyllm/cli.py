@@ -51,6 +51,12 @@ def _restore() -> Main:
     return restore_main
 
 
+def _doctor() -> Main:
+    from .doctor import main
+
+    return main
+
+
 # subcommand -> (loader of its main(argv), one-line help)
 COMMANDS: dict[str, tuple[Callable[[], Main], str]] = {
     "up": (_up, "run the stack on this host (llmserver, rag, chatbot)"),
@@ -60,6 +66,7 @@ COMMANDS: dict[str, tuple[Callable[[], Main], str]] = {
     "bench": (_bench, "run the benchmarks and write docs/benchmarks.md"),
     "backup": (_backup, "write models, collections and chat data into one archive"),
     "restore": (_restore, "bring a backup back into an empty stack"),
+    "doctor": (_doctor, "check what this machine gives the stack and what will go wrong"),
 }
 
 
