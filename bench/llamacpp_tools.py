@@ -7,13 +7,14 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import subprocess
 import tarfile
 from importlib.metadata import version
 from pathlib import Path
 
 from services.config import REPO_ROOT
-from tinyllm import llamabuild
+from tinyllm import cudabuild, llamabuild
 from tinyllm.procs import ServiceProcess
 
 log = logging.getLogger("tinyllm.bench")
@@ -51,13 +52,16 @@ def tools() -> tuple[dict[str, Path] | None, str]:
             with tarfile.open(llamabuild.sdist(release)) as tar:
                 tar.extractall(BUILD, filter="data")
         log.info("building %s from %s (a few minutes)", ", ".join(TOOLS), source)
+        env = None
+        if "-DGGML_CUDA=ON" in args:  # the CUDA build: the same pip toolkit compiles them
+            env = {**os.environ, **cudabuild.build_env(cudabuild.toolkit())}
         subprocess.run(["cmake", "-S", str(source), "-B", str(build),
                         "-DCMAKE_BUILD_TYPE=Release", "-DLLAMA_CURL=OFF", "-DLLAMA_OPENSSL=OFF",
                         "-DLLAMA_BUILD_TESTS=OFF", "-DLLAMA_BUILD_EXAMPLES=OFF",
                         "-DLLAMA_BUILD_SERVER=ON", "-DBUILD_SHARED_LIBS=OFF", *args],
-                       check=True, capture_output=True)
+                       check=True, capture_output=True, env=env)
         subprocess.run(["cmake", "--build", str(build), "-j2", "--target", *TOOLS],
-                       check=True, capture_output=True)
+                       check=True, capture_output=True, env=env)
     except (OSError, subprocess.CalledProcessError, tarfile.TarError) as exc:
         detail = getattr(exc, "stderr", b"") or b""
         return None, f"llama.cpp's tools could not be built: {exc} {detail[-300:]!r}"
@@ -67,7 +71,8 @@ def tools() -> tuple[dict[str, Path] | None, str]:
 
 
 def batched_decode(binary: Path, model: Path, threads: int, users: list[int], prompt: int,
-                   answer: int, flash: str, ctx: int | None = None) -> dict[int, float]:
+                   answer: int, flash: str, ctx: int | None = None, ngl: int = 0
+                   ) -> dict[int, float]:
     """Aggregate decode tokens/s (S_TG) of `llama-batched-bench` at each user count.
 
     `ctx`: the whole KV cache, split into max(users) sequences as in a server with that many
@@ -77,7 +82,7 @@ def batched_decode(binary: Path, model: Path, threads: int, users: list[int], pr
     cmd = [str(binary), "-m", str(model), "-c", str(ctx),
            "-b", "512", "-ub", "512", "-npp", str(prompt), "-ntg", str(answer),
            "-npl", ",".join(map(str, users)), "-t", str(threads), "-fa", flash,
-           "--output-format", "jsonl"]
+           "-ngl", str(_layers(ngl)), "--output-format", "jsonl"]
     done = subprocess.run(cmd, check=True, capture_output=True, text=True)
     speeds = {}
     for line in done.stdout.splitlines():
@@ -98,12 +103,18 @@ def single_decode(binary: Path, model: Path, threads: int, answer: int, flash: s
     raise RuntimeError("llama-bench printed no result")
 
 
-def server(binary: Path, model: Path, threads: int, parallel: int, ctx: int, flash: str
-           ) -> ServiceProcess:
+def server(binary: Path, model: Path, threads: int, parallel: int, ctx: int, flash: str,
+           ngl: int = 0) -> ServiceProcess:
     """`llama-server` on a free loopback port (from LLAMA_ARG_HOST and LLAMA_ARG_PORT) with
     `parallel` slots sharing a `ctx`-cell KV cache, one buffer per slot as in llmserver's
-    engine, and its defaults otherwise; a context manager, healthy once entered."""
+    engine, `ngl` layers on the GPU (-1: all), and its defaults otherwise; a context manager,
+    healthy once entered."""
     return ServiceProcess("llama-server", "LLAMA_ARG_", health_timeout=120, command=[
         str(binary), "-m", str(model), "-t", str(threads), "-tb", str(threads), "-c", str(ctx),
         "-np", str(parallel), "-b", "512", "-ub", "512", "-fa", flash, "--no-kv-unified",
-        "--no-webui"])
+        "-ngl", str(_layers(ngl)), "--no-webui"])
+
+
+def _layers(ngl: int) -> int:
+    """llmserver's LLMSERVER_N_GPU_LAYERS (-1: all) as llama.cpp's tools take it."""
+    return 999 if ngl < 0 else ngl

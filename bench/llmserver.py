@@ -30,7 +30,7 @@ from llmserver.config import Settings
 from llmserver.models import DEFAULT_MODEL, packaged_models
 from tinyllm.procs import ServiceProcess
 
-from . import llamacpp_tools
+from . import cheapstep, llamacpp_tools
 
 log = logging.getLogger("tinyllm.bench")
 USERS = [1, 2, 4, 8]
@@ -192,7 +192,11 @@ def run(out_dir: Path, quick: bool = False) -> str:
                                                            ANSWER, flash))
             log.info("round %d/%d done", r, rounds)
     empty.cleanup()
-    return _report(res, single, threads, flash, prompt_tokens, rounds, why, out_dir)
+    report = _report(res, single, threads, flash, prompt_tokens, rounds, why, out_dir)
+    cheap, cheap_res = cheapstep.run(quick, bins, threads, flash)
+    cheapstep.plot(cheap_res, out_dir / "llmserver-cheap.png")
+    plot = "![cheap steps: tokens/s against users](benchmarks/llmserver-cheap.png)"
+    return f"{report}\n{cheap}\n{plot}\n"
 
 
 def _spread(values: list[float], fmt: str = "{:.0f}") -> str:

@@ -29,6 +29,8 @@ from services.logs import setup_logging
 
 log = logging.getLogger("tinyllm.bench")
 NAMES = ["llmserver", "chatbot", "rag", "trainer"]
+# Run only when named: the GPU check (scripts/gpu-check.sh) is for a GPU host.
+ON_REQUEST = ["gpu"]
 DOCS = REPO_ROOT / "docs"
 
 
@@ -46,7 +48,7 @@ def assemble(out_dir: Path) -> Path:
     parts = ["# Benchmarks\n",
              "Produced by `tinyllm bench` (one command; each section compares both sides in "
              "the same run, so read the ratios: these machines are shared and noisy).\n"]
-    for name in NAMES:
+    for name in NAMES + ON_REQUEST:
         section = out_dir / f"{name}.md"
         if section.is_file():
             parts.append(section.read_text().strip() + "\n")
@@ -64,7 +66,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="tinyllm bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("names", nargs="*", metavar="NAME",
-                        help=f"which benchmarks (default: all of {', '.join(NAMES)})")
+                        help=f"which benchmarks (default: all of {', '.join(NAMES)}; "
+                             f"{', '.join(ON_REQUEST)} only when named)")
     parser.add_argument("--quick", action="store_true", help="fewer rounds, smaller sizes")
     parser.add_argument("--smoke", action="store_true",
                         help="the smallest run: one round, tiny sizes, every code path, each "
@@ -75,9 +78,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.smoke and args.out.resolve() == (DOCS / "benchmarks").resolve():
         parser.error("--smoke needs --out DIR: its numbers are no measurements for docs/")
-    unknown = sorted(set(args.names) - set(NAMES))
+    unknown = sorted(set(args.names) - set(NAMES + ON_REQUEST))
     if unknown:
-        parser.error(f"unknown benchmark {', '.join(unknown)}; choose from {', '.join(NAMES)}")
+        parser.error(f"unknown benchmark {', '.join(unknown)}; choose from "
+                     f"{', '.join(NAMES + ON_REQUEST)}")
     setup_logging("info", "bench")
     args.out.mkdir(parents=True, exist_ok=True)
 
@@ -159,6 +163,10 @@ def _first(load: Callable[..., list], n: int) -> Callable[..., list]:
 # smoke test loudly (AttributeError) rather than running at full size.
 SMOKE: dict[str, dict[str, Any]] = {
     "bench.llmserver": {"USERS": [1, 2], "ANSWER": 8},
+    "bench.cheapstep": {"USERS": [1, 2], "ANSWER": 8},
+    "bench.gpu": {"USERS": [1, 2], "ANSWER": 8, "SLOTS": 2},
+    "bench.race": {"TINY": {"vocab-size": 300, "embd": 32, "head": 2, "layer": 1, "ctx": 64,
+                            "iters": 1, "batch": 2, "seed": 1}},
     # llama.cpp's own tools are used when built (`tinyllm bench llmserver` builds them once,
     # minutes); a smoke run never builds them and reports their columns as skipped.
     "bench.llamacpp_tools": {"tools": lambda m: _built_only(m.tools, m.built)},

@@ -184,7 +184,8 @@ class Inference:
         cfg = self._sampling(req, grammar, model)
         job = Job(self, model)
         samplers = await asyncio.to_thread(self._samplers, cfg, model, req.n)
-        task = Task(prompt, max_tokens, samplers, job.put, stops, logprobs, prompt_logprobs)
+        task = Task(prompt, max_tokens, samplers, job.put, stops, logprobs, prompt_logprobs,
+                    whole=not req.stream)
         try:
             model.engine.submit(task)
         except BaseException:

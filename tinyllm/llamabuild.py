@@ -242,6 +242,13 @@ def marker_path(python: str) -> Path:
     return Path(prefix.stdout.strip()) / MARKER
 
 
+def write_marker(python: str, tgt: Target, version: str, system_info: str) -> None:
+    """Record the build just installed and proven (read by doctor and the benchmarks)."""
+    marker_path(python).write_text(json.dumps({
+        "version": version, "target": tgt.name, "features": list(tgt.features),
+        "cmake_args": list(tgt.cmake_args), "system_info": system_info}, indent=1) + "\n")
+
+
 def read_marker(prefix: str | Path = sys.prefix) -> dict[str, object] | None:
     """What setup recorded about the installed build, or None if setup did not build it."""
     try:

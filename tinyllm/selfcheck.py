@@ -7,7 +7,6 @@ venv may have moved to another CPU); a build that dies there is rebuilt portable
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -26,6 +25,7 @@ from tinyllm.llamabuild import (
     portable_target,
     read_marker,
     wheel,
+    write_marker,
 )
 
 CHECK_TIMEOUT_S = 180
@@ -145,9 +145,7 @@ def setup(python: str = sys.executable, say: Callable[[str], None] = _say) -> in
         say(f"llamabuild: {exc}")
         marker.unlink(missing_ok=True)
         return 1
-    marker.write_text(json.dumps({
-        "version": version, "target": chosen.name, "features": list(chosen.features),
-        "cmake_args": list(chosen.cmake_args), "system_info": verdict.detail}, indent=1) + "\n")
+    write_marker(python, chosen, version, verdict.detail)
     say(f"==> llama.cpp {chosen.describe()} decodes here")
     return 0
 

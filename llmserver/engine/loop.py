@@ -195,8 +195,8 @@ class Engine:
         outbox, self.outbox = self.outbox, []
         now = time.perf_counter()
         for task, event in outbox:
-            if event.kind == "token" and task.sent_at and \
-                    now - task.sent_at < self.stream_interval:
+            if event.kind == "token" and (task.whole or task.sent_at and
+                                          now - task.sent_at < self.stream_interval):
                 task.held.append(event)
                 continue
             task.release_held()

@@ -52,6 +52,9 @@ class Task:
     stops: list[str] = field(default_factory=list)
     logprobs: int | None = None  # None: off; else how many top alternatives per token
     prompt_logprobs: bool = False  # echo: log-probabilities of the prompt's own tokens
+    # The client reads the answer whole (not streamed): its tokens are handed over with its
+    # end, in one wake-up of the request's event loop rather than one per step.
+    whole: bool = False
     cancelled: threading.Event = field(default_factory=threading.Event)
     order: int = field(default_factory=lambda: next(_order))
     submitted: float = field(default_factory=time.perf_counter)

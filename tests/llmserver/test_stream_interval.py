@@ -59,3 +59,40 @@ def test_tokens_come_in_groups_and_add_up_to_the_whole_answer(server) -> None:
     assert len(with_text) <= TOKENS // 4, [len(c) for _, c in with_text]
     gaps = [b[0] - a[0] for a, b in zip(with_text, with_text[1:], strict=False)]
     assert all(g >= INTERVAL_MS / 1000 * 0.8 for g in gaps[:-1]), gaps
+
+
+def test_a_whole_answer_is_handed_over_once_at_its_end(models_dir, monkeypatch) -> None:
+    """Not streamed: the engine holds the tokens and hands them over with the end (one
+    wake-up of the request's event loop, not one per step); streamed: step by step."""
+    from fastapi.testclient import TestClient
+
+    from llmserver.config import Settings
+    from llmserver.engine.task import Task
+    from llmserver.main import create_app
+
+    app = create_app(Settings(models_dir=models_dir, parallel=2))
+    handed: list[tuple[bool, int, str]] = []  # (whole, engine step, event kind)
+    real_emit = Task.emit
+    with TestClient(app) as client:
+        for _ in range(300):
+            if app.state.inference.pool.state != "loading":
+                break
+            time.sleep(0.1)
+        engine = next(iter(app.state.inference.pool.loaded.values())).engine
+
+        def emit(task: Task, event) -> None:
+            handed.append((task.whole, engine.steps, event.kind))
+            real_emit(task, event)
+
+        monkeypatch.setattr(Task, "emit", emit)
+        body = {"prompt": "The sea", "max_tokens": 12, "temperature": 0,
+                "logit_bias": {"0": -100, "2": -100}}
+        whole = client.post("/v1/completions", json=body).json()
+        with client.stream("POST", "/v1/completions", json={**body, "stream": True}) as r:
+            streamed = "".join(json.loads(line[5:])["choices"][0]["text"] for line in
+                               r.iter_lines() if line.startswith("data:") and "[DONE]" not in line)
+    assert whole["choices"][0]["text"] == streamed
+    steps = {w: [s for ww, s, kind in handed if ww == w and kind == "token"] for w in (True, False)}
+    done_step = next(s for w, s, kind in handed if w and kind == "done")
+    assert len(steps[True]) >= 11 and set(steps[True]) == {done_step}
+    assert len(set(steps[False])) >= 11
