@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
@@ -11,6 +12,16 @@ from services.auth import require_api_key
 from ...models import context_length
 from ...schemas import ChatCompletionRequest, CompletionRequest
 from ..deps import InferenceDep, SettingsDep
+
+
+def gone(request: Request) -> Callable[[], Awaitable[None]]:
+    """A wait for the client to go away: the server's next receive after the body is read
+    is its disconnect (as sse-starlette listens for it), so nothing has to poll."""
+    async def wait() -> None:
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+    return wait
+
 
 router = APIRouter(prefix="/v1", tags=["openai"], dependencies=[Depends(require_api_key)])
 
@@ -33,10 +44,10 @@ async def list_models(inference: InferenceDep, settings: SettingsDep) -> dict[st
 async def chat_completions(body: ChatCompletionRequest, request: Request,
                            inference: InferenceDep) -> Any:
     """Chat completion, streamed as SSE when `stream` is true."""
-    return await inference.chat(body, request.is_disconnected)
+    return await inference.chat(body, gone(request))
 
 
 @router.post("/completions")
 async def completions(body: CompletionRequest, request: Request, inference: InferenceDep) -> Any:
     """Text completion, streamed as SSE when `stream` is true."""
-    return await inference.complete(body, request.is_disconnected)
+    return await inference.complete(body, gone(request))
