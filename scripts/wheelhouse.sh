@@ -9,9 +9,15 @@
 # Every Dockerfile installs from wheels/ with no index when it holds wheels, from the
 # registries otherwise. Run it on a machine that reaches the registries, with Python 3.11:
 #   scripts/wheelhouse.sh            (PYTHON=python3.11 to pick the interpreter)
+#   scripts/wheelhouse.sh --cuda     also wheels/cuda/: llama-cpp-python compiled with CUDA
+#                                    against NVIDIA's pip packages (tinyllm/cudabuild.py; no
+#                                    GPU needed; TINYLLM_CUDA_ARCHS picks the architectures)
+#                                    and the CUDA runtime wheels, for llmserver's cuda target
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
+with_cuda=0
+[ "${1:-}" = "--cuda" ] && with_cuda=1
 out=wheels
 LLAMA_VERSION=$(sed -n 's/^llama-cpp-python==\([^ ;]*\).*/\1/p' requirements.lock)
 # The CPU target: portable (x86-64-v3: AVX2 at most, no AVX-512 or AMX, so it runs on any
@@ -44,6 +50,15 @@ echo "==> llama-cpp-python $LLAMA_VERSION, portable (compiled once, about 10 min
 # tinyllm/llamabuild.py keeps the wheel in ~/.cache/tinyllm, keyed by its flags.
 llama_wheel=$("$PY" -m tinyllm.llamabuild wheel portable $LLAMA_EXTRA_ARGS | tail -1)
 cp "$llama_wheel" "$out/"
+
+if [ $with_cuda = 1 ]; then
+  echo "==> llama-cpp-python $LLAMA_VERSION with CUDA (compiled once: long, see the README)"
+  mkdir -p "$out/cuda"
+  cuda_wheel=$("$PY" -m tinyllm.cudabuild wheel | tail -1)
+  rm -f "$out"/cuda/llama_cpp_python-*.whl
+  cp "$cuda_wheel" "$out/cuda/"
+  pip download -q --no-deps --only-binary=:all: -d "$out/cuda" -r requirements-cuda.txt
+fi
 
 echo "==> the chat UI's libraries (chatbot/package-lock.json) into $out/chatbot-ui"
 ui=$(mktemp -d)

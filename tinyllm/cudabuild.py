@@ -25,8 +25,14 @@ from tinyllm import llamabuild
 # The compiler and the headers and libraries it builds against (CUDA 13.5).
 TOOLKIT = ["nvidia-cuda-nvcc==13.5.37", "nvidia-cuda-crt==13.5.37", "nvidia-nvvm==13.5.37",
            "nvidia-cuda-cccl==13.3.5.0.6"]
-# What libggml-cuda.so loads at run time; the image installs these too.
-RUNTIME = ["nvidia-cuda-runtime==13.5.37", "nvidia-cublas==13.10.0.20"]
+# What libggml-cuda.so loads at run time (the image installs the same file).
+RUNTIME_FILE = llamabuild.REPO_ROOT / "requirements-cuda.txt"
+
+
+def runtime_packages() -> list[str]:
+    return [line.strip() for line in RUNTIME_FILE.read_text().splitlines()
+            if line.strip() and not line.startswith("#")]
+
 # llama.cpp's own release list for CUDA 13: PTX for Turing (75), Ampere (80) and Hopper
 # (90), compiled by the driver for the exact GPU on first load; machine code for the RTX
 # 30 (86) and 40 (89) series. Every GPU from Turing on runs it.
@@ -40,12 +46,12 @@ def toolkit(python: str = sys.executable) -> Path:
     env_dir = llamabuild.cache_dir() / "cuda-toolkit"
     py = env_dir / "bin" / "python"
     stamp = env_dir / "packages.txt"
-    wanted = "\n".join(TOOLKIT + RUNTIME) + "\n"
+    wanted = "\n".join(TOOLKIT + runtime_packages()) + "\n"
     if not (stamp.is_file() and stamp.read_text() == wanted):
         if not py.is_file():
             venv.create(env_dir, with_pip=True)
         subprocess.run([str(py), "-m", "pip", "install", "-q", "--disable-pip-version-check",
-                        *TOOLKIT, *RUNTIME], check=True)
+                        *TOOLKIT, *runtime_packages()], check=True)
         stamp.write_text(wanted)
     site = subprocess.run([str(py), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
                           capture_output=True, text=True, check=True).stdout.strip()
@@ -99,7 +105,7 @@ def link_runtime(python: str = sys.executable) -> list[Path]:
     for name in ("libcudart.so.13", "libcublas.so.13", "libcublasLt.so.13"):
         source, link = runtime / name, lib / name
         if not source.is_file():
-            raise RuntimeError(f"{source} is missing: pip install {' '.join(RUNTIME)}")
+            raise RuntimeError(f"{source} is missing: pip install -r requirements-cuda.txt")
         if link.is_symlink() or link.exists():
             link.unlink()
         link.symlink_to(os.path.relpath(source, lib))
@@ -117,7 +123,7 @@ def install(archs: str = ARCHS, python: str = sys.executable) -> int:
     whl = wheel(archs, python)
     llamabuild.install(python, whl, version)
     subprocess.run([python, "-m", "pip", "install", "-q", "--disable-pip-version-check",
-                    *RUNTIME], check=True)
+                    *runtime_packages()], check=True)
     link_runtime(python)
     model = selfcheck.packaged_model(python)
     verdict = selfcheck.selfcheck(python, model) if model else \
@@ -142,9 +148,6 @@ def main(argv: list[str] | None = None) -> int:
     if command == "link":
         for link in link_runtime():
             sys.stdout.write(f"{link} -> {os.readlink(link)}\n")
-        return 0
-    if command == "runtime":
-        sys.stdout.write(" ".join(RUNTIME) + "\n")
         return 0
     sys.stdout.write(__doc__ or "")
     return 0 if command in ("help", "-h", "--help") else 2

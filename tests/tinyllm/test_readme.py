@@ -44,6 +44,7 @@ KINDS = {
     "tinyllm ingest": "rag", "curl -F": "rag", "curl http://127.0.0.1:8001": "rag",
     "tinyllm train": "train", "tinyllm backup": "backup", "tinyllm restore": "backup",
     "curl http://127.0.0.1:5000": "chatbot", "scripts/wheelhouse.sh": "setup",
+    "scripts/gpu-check.sh": "setup",  # run end to end by tests/bench/test_gpu_check.py
 }
 
 
