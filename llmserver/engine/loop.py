@@ -168,12 +168,15 @@ class Engine:
     def step(self, active: list[Slot]) -> None:
         rt = self.rt
         rt.clear()
+        reading = []  # slots with a prompt to start or to go on reading
         for slot in active:
             if slot.state == GENERATE:
                 slot.row = rt.add(slot.next_token, len(slot.cache), slot.seq, True)
                 slot.cache.append(slot.next_token)
+            elif slot.state in (NEW, PREFILL):
+                reading.append(slot)
         budget = rt.n_batch - rt.n_tokens
-        for slot in sorted(active, key=lambda s: s.task.order if s.task else 0):
+        for slot in sorted(reading, key=lambda s: s.task.order if s.task else 0):
             if slot.state == NEW:
                 self._start(slot)
             if slot.state == PREFILL and budget > 0:
@@ -287,7 +290,10 @@ class Engine:
         elif slot.generated >= task.max_tokens:
             self._finish(slot, "length", piece + text.flush(), lp)
         else:
-            self.outbox.append((task, Event("token", slot.choice, piece, logprob=lp)))
+            if task.whole and lp is None:  # read whole: the text goes with the end, joined
+                slot.pieces.append(piece)
+            else:
+                self.outbox.append((task, Event("token", slot.choice, piece, logprob=lp)))
             slot.next_token = token
             slot.state = GENERATE
 
@@ -295,6 +301,8 @@ class Engine:
                 ) -> None:
         task = slot.task
         assert task is not None
+        if slot.pieces:
+            tail, slot.pieces = "".join(slot.pieces) + tail, []
         if tail or lp is not None:
             self.outbox.append((task, Event("token", slot.choice, tail, logprob=lp)))
         self.outbox.append((task, Event("done", slot.choice, finish_reason=reason,

@@ -30,6 +30,7 @@ class Slot:
     text: TextStream | None = None
     generated: int = 0
     first_token_at: float = 0.0
+    pieces: list[str] = field(default_factory=list)  # a whole answer's text so far
 
     def assign(self, task: Task, choice: int) -> None:
         self.task, self.choice = task, choice
@@ -37,13 +38,13 @@ class Slot:
         self.sampler = task.samplers[choice]
         self.text = TextStream(task.stops)
         self.generated, self.next_token, self.row = 0, -1, -1
-        self.pending, self.prompt_rows = [], []
+        self.pending, self.prompt_rows, self.pieces = [], [], []
         self.first_token_at = 0.0
 
     def release(self) -> None:
         self.task, self.sampler, self.text = None, None, None
         self.state = IDLE
-        self.pending, self.prompt_rows = [], []
+        self.pending, self.prompt_rows, self.pieces = [], [], []
 
 
 def common_prefix(a: list[int], b: list[int]) -> int:
