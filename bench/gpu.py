@@ -84,7 +84,7 @@ def run(out_dir: Path, quick: bool = False) -> str:
                 bins["llama-server"], model, threads, SLOTS, SLOTS * N_CTX, flash, ngl))
             sides["llama-server"] = (peer.url, name)
         res = race.race(sides, USERS, rounds, ANSWER, eos, between)
-        device = re.findall(r"llmserver: ((?:GPU device|GPU build|CPU build|offloading)[^\n]*)",
+        device = re.findall(r"llmserver: ((?:GPU device|\w+ build|offloading)[^\n]*)",
                             engine.log_path.read_text(errors="replace"))
     models.cleanup()
     return _report(res, batched, name, ngl, threads, flash, rounds, device, why)

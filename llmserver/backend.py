@@ -44,6 +44,21 @@ def devices() -> list[Device]:
     return found
 
 
+def registries() -> list[str]:
+    """The backends this build carries ("CPU", and "CUDA" in a CUDA build even where no
+    device is found)."""
+    from llama_cpp import _ggml
+
+    lib = _ggml.libggml
+    lib.ggml_backend_reg_count.restype = ctypes.c_size_t
+    lib.ggml_backend_reg_get.argtypes = [ctypes.c_size_t]
+    lib.ggml_backend_reg_get.restype = ctypes.c_void_p
+    lib.ggml_backend_reg_name.argtypes = [ctypes.c_void_p]
+    lib.ggml_backend_reg_name.restype = ctypes.c_char_p
+    return [(lib.ggml_backend_reg_name(lib.ggml_backend_reg_get(i)) or b"").decode()
+            for i in range(int(lib.ggml_backend_reg_count()))]
+
+
 def summary(n_gpu_layers: int) -> list[str]:
     """Lines for the start-up log: instruction sets, then GPU devices and offload."""
     import llama_cpp
@@ -55,10 +70,13 @@ def summary(n_gpu_layers: int) -> list[str]:
         for dev in gpus:
             lines.append(f"GPU device {dev.name}: {dev.description}")
         lines.append(f"offloading {layers} to the GPU (LLMSERVER_N_GPU_LAYERS={n_gpu_layers})")
-    elif llama_cpp.llama_supports_gpu_offload():
-        lines.append("GPU build, but no GPU device found: running on the CPU")
     else:
-        lines.append("CPU build: running on the CPU")
+        others = [r for r in registries() if r not in ("CPU", "BLAS", "RPC")]
+        if others:
+            kind = "/".join(others)
+            lines.append(f"{kind} build, but no {kind} device found: running on the CPU")
+        else:
+            lines.append("CPU build: running on the CPU")
     if not gpus and n_gpu_layers != 0:
         lines.append(f"LLMSERVER_N_GPU_LAYERS={n_gpu_layers} has no GPU to offload to: "
                      "every layer runs on the CPU")
