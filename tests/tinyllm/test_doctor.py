@@ -73,17 +73,6 @@ def plain_listener() -> Iterator[int]:
         yield sock.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def dying_lib(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A libllama.so that executes an illegal instruction (ud2) the moment it is loaded."""
-    folder = tmp_path_factory.mktemp("dying-llama")
-    src = folder / "dies.c"
-    src.write_text("__attribute__((constructor)) static void dies(void) { __builtin_trap(); }\n")
-    subprocess.run(["cc", "-shared", "-fPIC", str(src), "-o", str(folder / "libllama.so")],
-                   check=True)
-    return folder
-
-
 # -- the command on this machine -------------------------------------------------------------
 @pytest.mark.skipif(shutil.which("nvidia-smi") is not None, reason="a CPU-only machine's report")
 def test_the_report_on_this_machine() -> None:

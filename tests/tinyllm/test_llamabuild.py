@@ -24,17 +24,6 @@ def model() -> Path:
     return packaged_models()["smollm2-135m-instruct"]
 
 
-@pytest.fixture(scope="module")
-def dying_lib(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A libllama.so that executes an illegal instruction (ud2) the moment it is loaded."""
-    folder = tmp_path_factory.mktemp("dying-llama")
-    src = folder / "dies.c"
-    src.write_text("__attribute__((constructor)) static void dies(void) { __builtin_trap(); }\n")
-    subprocess.run(["cc", "-shared", "-fPIC", str(src), "-o", str(folder / "libllama.so")],
-                   check=True)
-    return folder
-
-
 def option(args: tuple[str, ...], name: str) -> str:
     return next(a.split("=", 1)[1] for a in args if a.startswith(f"-D{name}="))
 
