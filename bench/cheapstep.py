@@ -25,6 +25,7 @@ SLOTS = 64
 ANSWER = 128
 N_CTX = 256  # per slot: the tiny model's trained context
 TARGET = 0.9
+MIN_TOKENS = SLOTS * ANSWER  # per value: one request at 1 user is too short a sample
 
 
 def run(quick: bool, bins: dict[str, Path] | None, threads: int, flash: str
@@ -49,7 +50,7 @@ def run(quick: bool, bins: dict[str, Path] | None, threads: int, flash: str
             peer = stack.enter_context(llamacpp_tools.server(
                 bins["llama-server"], model, threads, SLOTS, SLOTS * N_CTX, flash))
             sides["llama-server"] = (peer.url, name)
-        res = race.race(sides, USERS, rounds, ANSWER, eos)
+        res = race.race(sides, USERS, rounds, ANSWER, eos, min_tokens=MIN_TOKENS)
     return _report(res, rounds, threads, flash), res
 
 
@@ -75,8 +76,9 @@ The trainer's tiny model (embedding {race.TINY["embd"]}, {race.TINY["layer"]} la
 flash attention `{flash}`, {SLOTS} slots of {N_CTX} tokens on both sides, non-streaming
 `/v1/completions` of {ANSWER} tokens per user
 (end-of-sequence banned), the same prompts on both sides; aggregate tokens/s from the first
-request sent to the last answer read, {rounds} interleaved rounds, median [min–max], ratios
-paired per round.
+request sent to the last answer read, each value over at least {MIN_TOKENS} tokens (fewer users
+are repeated back to back), {rounds} interleaved rounds, median [min–max], ratios paired per
+round.
 
 | users | llama-server tok/s | engine tok/s | engine / llama-server |
 |---|---|---|---|

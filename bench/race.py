@@ -74,22 +74,27 @@ async def _one(url: str, model: str, text: str, answer: int, eos: int) -> int:
     return tokens
 
 
-async def _users(url: str, model: str, round_: int, users: int, answer: int, eos: int
-                 ) -> float:
-    started = time.perf_counter()
-    done = await asyncio.gather(*(_one(url, model, prompt(round_, u), answer, eos)
-                                  for u in range(users)))
-    return sum(done) / (time.perf_counter() - started)
+async def _users(url: str, model: str, round_: int, users: int, answer: int, eos: int,
+                 repeat: int = 1) -> float:
+    """`users` requests at once, `repeat` times in a row; aggregate tokens/s."""
+    started, tokens = time.perf_counter(), 0
+    for k in range(repeat):
+        done = await asyncio.gather(*(_one(url, model, prompt(round_, 100 * k + u), answer, eos)
+                                      for u in range(users)))
+        tokens += sum(done)
+    return tokens / (time.perf_counter() - started)
 
 
 def race(sides: dict[str, tuple[str, str]], users: list[int], rounds: int, answer: int,
-         eos: int, between: Callable[[int], None] | None = None
+         eos: int, between: Callable[[int], None] | None = None, min_tokens: int = 0
          ) -> dict[str, dict[int, list[float]]]:
     """Aggregate tokens/s per side and user count, one value per round.
 
     Args:
         sides: name -> (base URL, model name to ask for).
         between: called after each round with its number (llama.cpp's tools run there).
+        min_tokens: each value is measured over at least this many tokens (a batch of users
+            repeated back to back), so a fast single request is not a 20 ms sample.
     """
     out: dict[str, dict[int, list[float]]] = {s: {u: [] for u in users} for s in sides}
     for url, model in sides.values():  # warm-up, not counted
@@ -99,7 +104,8 @@ def race(sides: dict[str, tuple[str, str]], users: list[int], rounds: int, answe
             order = list(sides) if (r + k) % 2 else list(sides)[::-1]
             for side in order:
                 url, model = sides[side]
-                out[side][n].append(asyncio.run(_users(url, model, r, n, answer, eos)))
+                repeat = max(1, -(-min_tokens // (n * answer)))
+                out[side][n].append(asyncio.run(_users(url, model, r, n, answer, eos, repeat)))
                 log.info("round %d, %d users, %s: %.0f tok/s", r, n, side, out[side][n][-1])
         if between is not None:
             between(r)
