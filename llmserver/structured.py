@@ -11,6 +11,7 @@ from typing import Any
 
 from services.errors import APIError
 
+from .grammar_limits import check_grammar, check_schema
 from .schemas import ChatCompletionRequest, ChatMessage, Tool
 
 TOOL_PROMPT = (
@@ -32,11 +33,14 @@ class Plan:
 def _schema_grammar(schema: dict[str, Any], param: str) -> str:
     from llama_cpp.llama_grammar import json_schema_to_gbnf
 
+    check_schema(schema, param)
     try:
-        return json_schema_to_gbnf(json.dumps(schema))
+        grammar = json_schema_to_gbnf(json.dumps(schema))
     except Exception as exc:  # the converter raises plain errors on schemas it cannot map
         raise APIError(400, f"The JSON schema cannot be turned into a grammar: {exc}",
                        code="invalid_value", param=param) from exc
+    check_grammar(grammar, param)
+    return grammar
 
 
 def _call_schema(tools: list[Tool]) -> dict[str, Any]:

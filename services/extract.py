@@ -21,10 +21,12 @@ from services.errors import APIError
 
 KINDS = ("pdf", "docx", "html", "text")
 HTML_EXTS = (".html", ".htm", ".xhtml")
-_HTML_START = re.compile(rb"^\s*(<!--.*?-->\s*)*<(!doctype\s+html|html[\s>]|head[\s>]|body[\s>])",
-                         re.IGNORECASE | re.DOTALL)
+_SPACES = re.compile(rb"\s*")
+# The first tag of an HTML document; what may come before it is skipped by _html_start.
+_HTML_TAG = re.compile(rb"<(?:!doctype\s+html|html[\s>]|head[\s>]|body[\s>])", re.IGNORECASE)
 _BAD_NAME_CHARS = re.compile(r"[\x00-\x1f\x7f/\\]")
-_MD_HEADING = re.compile(r"^(#{1,6})[ \t]+(.+?)[ \t#]*$", re.MULTILINE)
+# The opening hashes of a markdown heading; the rest of its line is read by _heading_line.
+_MD_HEADING_START = re.compile(r"^#{1,6}[ \t]", re.MULTILINE)
 MAX_NAME_CHARS = 200
 W = "{http://schemas.openxmlformats.org/wordprocessingml/2006/main}"
 
@@ -67,6 +69,28 @@ def unsupported(message: str) -> APIError:
     return APIError(415, message, code="unsupported_media_type", param="files")
 
 
+def _after_spaces(data: bytes, pos: int) -> int:
+    match = _SPACES.match(data, pos)  # always matches, maybe empty
+    return match.end() if match else pos
+
+
+def _html_start(head: bytes) -> bool:
+    """Whether `head` opens an HTML document: whitespace, then HTML comments, then the first
+    tag. Linear: no backtracking regex decides it (a comment may run to any later `-->`,
+    which is what the regex `^\\s*(<!--.*?-->\\s*)*<tag` accepted, in exponential time)."""
+    pos = _after_spaces(head, 0)
+    if _HTML_TAG.match(head, pos):
+        return True
+    if not head.startswith(b"<!--", pos):
+        return False
+    end = head.find(b"-->", pos + 4)
+    while end >= 0:
+        if _HTML_TAG.match(head, _after_spaces(head, end + 3)):
+            return True
+        end = head.find(b"-->", end + 1)
+    return False
+
+
 def sniff(data: bytes, filename: str) -> str:
     """The document kind judged by content (magic bytes), the extension only breaking ties."""
     if data.startswith(b"%PDF-"):
@@ -84,7 +108,7 @@ def sniff(data: bytes, filename: str) -> str:
         raise unsupported("Binary content is not a supported document type "
                           "(txt, md, html, pdf, docx).")
     head = data[:4096].lstrip(b"\xef\xbb\xbf")
-    if _HTML_START.match(head):
+    if _html_start(head):
         return "html"
     if filename.lower().endswith(HTML_EXTS) and head.lstrip().startswith(b"<"):
         return "html"
@@ -371,9 +395,26 @@ def _collapse(raw: str, headings: list[tuple[int, int, str]]
     return "".join(parts).rstrip("\n") + "\n", heads
 
 
+def _heading_line(line: str) -> str | None:
+    """The text of an ATX heading line after its hashes (it starts with a space or tab), as
+    `[ \\t]+(.+?)[ \\t#]*$` captured it, or None where that did not match; linear."""
+    rest = line.lstrip(" \t")
+    if not rest:  # only blanks: the last one is the text, if one is left before it
+        return line[-1] if len(line) > 1 else None
+    return rest.rstrip(" \t#") or rest[0]
+
+
 def _markdown_headings(text: str) -> list[tuple[int, int, str]]:
-    return [(m.start(), len(m.group(1)), m.group(2).strip()[:200])
-            for m in _MD_HEADING.finditer(text)][:10_000]
+    headings: list[tuple[int, int, str]] = []
+    for match in _MD_HEADING_START.finditer(text):
+        end = text.find("\n", match.end())
+        heading = _heading_line(text[match.end() - 1:end if end >= 0 else len(text)])
+        if heading is not None:
+            headings.append((match.start(), match.end() - match.start() - 1,
+                             heading.strip()[:200]))
+            if len(headings) == 10_000:
+                break
+    return headings
 
 
 def extract(data: bytes, filename: str, limits: Limits) -> Extracted:
