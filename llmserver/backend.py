@@ -44,6 +44,11 @@ def devices() -> list[Device]:
     return found
 
 
+def has_gpu() -> bool:
+    """Whether llama.cpp found a device to offload layers to."""
+    return any(d.kind in ("GPU", "iGPU", "accelerator") for d in devices())
+
+
 def registries() -> list[str]:
     """The backends this build carries ("CPU", and "CUDA" in a CUDA build even where no
     device is found)."""
@@ -64,7 +69,7 @@ def summary(n_gpu_layers: int) -> list[str]:
     import llama_cpp
 
     lines = ["llama.cpp " + llama_cpp.llama_print_system_info().decode().strip()]
-    gpus = [d for d in devices() if d.kind in ("GPU", "iGPU", "accelerator")]
+    gpus = [d for d in devices() if d.kind != "CPU"]
     if gpus:
         layers = "every layer" if n_gpu_layers < 0 else f"{n_gpu_layers} layers"
         for dev in gpus:

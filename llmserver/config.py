@@ -50,7 +50,7 @@ class Settings(ServiceSettings):
     parallel: int = Field(
         0, ge=0, le=64,
         description="Slots: requests decoded together in one batch; 0 sizes it for the "
-                    "machine (4 on CPU, 16 with GPU layers).",
+                    "machine (4 on CPU, 16 with GPU layers on a GPU llama.cpp found).",
     )
     prefill_chunk: int = Field(
         128, ge=8, description="Prompt tokens one slot evaluates per decode step, so a long "
@@ -72,7 +72,9 @@ class Settings(ServiceSettings):
     )
     seed: int = Field(-1, description="Default sampling seed; -1 picks a random one.")
 
-    def slots(self) -> int:
+    def slots(self, gpu: bool = True) -> int:
+        """`parallel`, or sized for the machine: 16 with layers on a GPU, 4 on the CPU
+        (`gpu`: whether llama.cpp found a GPU device to offload to)."""
         if self.parallel:
             return self.parallel
-        return 16 if self.n_gpu_layers else 4
+        return 16 if self.n_gpu_layers and gpu else 4

@@ -17,6 +17,7 @@ from typing import Any
 
 from services.errors import APIError
 
+from . import backend
 from .config import Settings
 from .engine import Engine, EngineStats, Runtime
 from .models import discover
@@ -168,16 +169,17 @@ class ModelPool:
                       verbose=False)
         trained = int(llama_model_n_ctx_train(llama.model)) or s.n_ctx
         n_ctx = min(s.n_ctx, trained)
+        slots = s.slots(gpu=backend.has_gpu())
         try:
-            runtime = Runtime(llama, n_ctx, s.slots(), max(s.n_batch, s.slots()), s.n_threads,
+            runtime = Runtime(llama, n_ctx, slots, max(s.n_batch, slots), s.n_threads,
                               s.flash_attn)
         except BaseException:
             llama.close()
             raise
-        engine = Engine(runtime, s.slots(), s.queue_size, s.prefill_chunk, self.stats,
+        engine = Engine(runtime, slots, s.queue_size, s.prefill_chunk, self.stats,
                         stream_interval=s.stream_interval_ms / 1000)
         log.info("loaded %s from %s in %.2fs (context %d, %d slots)", name, path,
-                 time.perf_counter() - started, n_ctx, s.slots())
+                 time.perf_counter() - started, n_ctx, slots)
         return LoadedModel(name, path, llama, engine, n_ctx, _formatter(llama))
 
     def close(self) -> None:
