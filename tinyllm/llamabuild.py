@@ -204,15 +204,25 @@ def sdist(version: str, python: str = sys.executable) -> Path:
     return folder / f"llama_cpp_python-{version}.tar.gz"
 
 
+def _wheel_dir(tgt: Target, version: str, extra_args: tuple[str, ...] = ()) -> Path:
+    key = hashlib.sha256(" ".join(tgt.cmake_args + extra_args).encode()).hexdigest()[:12]
+    return cache_dir() / f"llama-cpp-python-{version}-{tgt.name}-{key}"
+
+
+def cached(tgt: Target, version: str, extra_args: tuple[str, ...] = ()) -> Path | None:
+    """The wheel built earlier with exactly these flags, if any."""
+    found = sorted(_wheel_dir(tgt, version, extra_args).glob("llama_cpp_python-*.whl"))
+    return found[0] if found else None
+
+
 def wheel(tgt: Target, version: str, python: str = sys.executable,
           extra_args: tuple[str, ...] = (), env: dict[str, str] | None = None) -> Path:
     """Build llama-cpp-python for `tgt` (or reuse the wheel built with the same flags)."""
     args = tgt.cmake_args + extra_args
-    key = hashlib.sha256(" ".join(args).encode()).hexdigest()[:12]
-    out = cache_dir() / f"llama-cpp-python-{version}-{tgt.name}-{key}"
-    found = sorted(out.glob("llama_cpp_python-*.whl"))
+    out = _wheel_dir(tgt, version, extra_args)
+    found = cached(tgt, version, extra_args)
     if found:
-        return found[0]
+        return found
     source = sdist(version, python)
     tmp = out.with_name(out.name + ".part")
     shutil.rmtree(tmp, ignore_errors=True)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from tinyllm.llamabuild import (
     Target,
+    cached,
     cpu_flags,
     exit_reason,
     install,
@@ -134,8 +135,11 @@ def setup(python: str = sys.executable, say: Callable[[str], None] = _say) -> in
     targets = [native] if native.cmake_args == portable.cmake_args else [native, portable]
 
     def build(tgt: Target) -> Path:
-        say(f"==> compiling llama-cpp-python {version} for {tgt.describe()} "
-            "(about 5 minutes, once)")
+        if cached(tgt, version):
+            say(f"==> installing llama-cpp-python {version} built earlier for {tgt.describe()}")
+        else:
+            say(f"==> compiling llama-cpp-python {version} for {tgt.describe()} "
+                "(about 5 minutes, once)")
         return wheel(tgt, version, python)
 
     try:
