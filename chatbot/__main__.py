@@ -6,4 +6,6 @@ from .config import Settings
 from .main import create_app
 
 if __name__ == "__main__":
-    serve("chatbot", Settings(), create_app, timeout_graceful_shutdown=3)
+    # No proxy headers from uvicorn: it believes X-Forwarded-For from 127.0.0.1 by default,
+    # and CHATBOT_TRUSTED_PROXIES alone says whose header names the client (the login limit).
+    serve("chatbot", Settings(), create_app, timeout_graceful_shutdown=3, proxy_headers=False)

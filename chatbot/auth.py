@@ -19,9 +19,10 @@ from fastapi import Request, Response
 from services.errors import APIError
 
 from .config import Settings
-from .store import api_keys, logins, users
+from .proxies import client_key
+from .store import api_keys, login_attempts, logins, users
 from .store.db import Database
-from .store.models import User, now
+from .store.models import User
 
 COOKIE = "tinyllm_login"
 LOCAL_USER = "local"  # the one user of CHATBOT_AUTH=none
@@ -102,31 +103,32 @@ async def ensure_bootstrap_users(db: Database, settings: Settings) -> Principal 
 
 
 async def login(request: Request, response: Response, username: str, password: str) -> Principal:
-    """Check the password under the rate limit; set the login cookie."""
+    """Check the password under the rate limit; set the login cookie.
+
+    The attempt is reserved before argon2 runs, so a burst of guesses gets the allowance of
+    the account and of the client, and no more, however many replicas it is spread over.
+    """
     settings: Settings = request.app.state.settings
     db: Database = request.app.state.db
-    client = request.client.host if request.client else "?"
-    keys = (f"user:{username.lower()}", f"addr:{client}")
-    limits = (settings.login_attempts, settings.login_attempts * 5)
-    since = now() - settings.login_window_s
+    client = client_key(request.client.host if request.client else None,
+                        request.headers.getlist("x-forwarded-for"),
+                        settings.trusted_proxy_networks())
+    account = f"user:{username.lower()}"
+    limits = {account: settings.login_attempts, f"client:{client}": settings.login_attempts * 5}
 
-    def recent(s):  # noqa: ANN001, ANN202
-        return [logins.failures(s, k, since) for k in keys], users.by_name(s, username)
+    def reserve(s):  # noqa: ANN001, ANN202
+        attempt = login_attempts.reserve(s, limits, settings.login_window_s)
+        return attempt, (None if attempt.refused else users.by_name(s, username))
 
-    counts, user = await db.run(recent)
-    if any(c >= limit for c, limit in zip(counts, limits, strict=True)):
+    attempt, user = await db.run(reserve)
+    if attempt.refused:
         raise APIError(429, "Too many failed logins; try again later.", code="too_many_logins",
-                       headers={"Retry-After": str(int(settings.login_window_s))})
+                       headers={"Retry-After": str(attempt.retry_after_s)})
     ok = await asyncio.to_thread(password_ok, user.password_hash if user else _DUMMY_HASH,
                                  password)
     if not ok or user is None or user.disabled:
-        def failed(s):  # noqa: ANN001, ANN202
-            for k in keys:
-                logins.add_failure(s, k, settings.login_window_s)
-
-        await db.run(failed)
-        raise APIError(401, "Wrong user name or password.", code="invalid_login")
-    await db.run(lambda s: logins.clear_failures(s, keys[0]))
+        raise APIError(401, "Wrong user name or password.", code="invalid_login")  # it counts
+    await db.run(lambda s: login_attempts.succeeded(s, attempt, account))
     return await start_session(request, response, user)
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 from pathlib import Path
 from typing import Literal
 
@@ -12,6 +11,7 @@ from pydantic_settings import SettingsConfigDict
 from services.config import ServiceSettings, default_data_dir
 
 from .loopguard import LoopGuard
+from .proxies import Network, parse_networks
 
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
@@ -65,8 +65,17 @@ class Settings(ServiceSettings):
     session_ttl_s: float = Field(7 * 86400.0, gt=0,
                                  description="Seconds a login lasts without use.")
     login_attempts: int = Field(10, ge=1, description="Failed logins allowed per user name "
-                                "(and 5x per address) in LOGIN_WINDOW_S; 429 beyond.")
+                                "(and 5x per client, see TRUSTED_PROXIES) in LOGIN_WINDOW_S; "
+                                "429 beyond.")
     login_window_s: float = Field(900.0, gt=0, description="Window of the login rate limit.")
+    trusted_proxies: str = Field("", description="Comma list of addresses or networks (CIDR) "
+                                 "of the HTTP reverse proxies in front of the chatbot (nginx, "
+                                 "Caddy, Traefik), e.g. 172.18.0.0/16: from them, the client is "
+                                 "the rightmost address in X-Forwarded-For that is not a "
+                                 "trusted proxy, so the login limit tells their clients apart. "
+                                 "Empty: the header is never believed and the client is the "
+                                 "TCP peer (behind a proxy, or docker-proxy, which sends no "
+                                 "header, all clients then share one allowance).")
     allowed_hosts: str = Field("", description="Comma list of Host names the chatbot answers "
                                "(against DNS rebinding); * for any; empty: loopback names "
                                "when HOST is loopback, any otherwise.")
@@ -114,11 +123,10 @@ class Settings(ServiceSettings):
                                      "collection of that chat alone.")
     cookie_secure: bool = Field(False, description="Mark the session cookie Secure (HTTPS only).")
 
-    @field_validator("fetch_allow")
+    @field_validator("fetch_allow", "trusted_proxies")
     @classmethod
     def _networks(cls, value: str) -> str:
-        for part in _split(value):
-            ipaddress.ip_network(part, strict=False)  # ValueError: refused at start
+        parse_networks(value)  # ValueError: refused at start
         return value
 
     def loop_guard(self) -> LoopGuard:
@@ -130,6 +138,9 @@ class Settings(ServiceSettings):
         if self.auth == "auto":
             return self.host not in LOOPBACK
         return self.auth == "accounts"
+
+    def trusted_proxy_networks(self) -> list[Network]:
+        return parse_networks(self.trusted_proxies)
 
     def database(self) -> str:
         return self.database_url or f"sqlite:///{default_data_dir() / 'chatbot' / 'chatbot.db'}"

@@ -1,11 +1,11 @@
-"""Login sessions (cookie token → user) and failed login attempts (the rate limit)."""
+"""Login sessions: cookie token → user (the rate limit of logins is `login_attempts`)."""
 
 from __future__ import annotations
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete
 from sqlalchemy.orm import Session
 
-from .models import LoginFailure, LoginSession, User, now
+from .models import LoginSession, User, now
 
 
 def create(s: Session, token_hash: str, user_id: int, ttl_s: float) -> LoginSession:
@@ -37,18 +37,3 @@ def end(s: Session, token_hash: str) -> None:
 
 def end_all(s: Session, user_id: int) -> None:
     s.execute(delete(LoginSession).where(LoginSession.user_id == user_id))
-
-
-def failures(s: Session, key: str, since: float) -> int:
-    return s.scalar(select(func.count()).select_from(LoginFailure)
-                    .where(LoginFailure.key == key, LoginFailure.at >= since)) or 0
-
-
-def add_failure(s: Session, key: str, window_s: float) -> None:
-    t = now()
-    s.add(LoginFailure(key=key, at=t))
-    s.execute(delete(LoginFailure).where(LoginFailure.at < t - window_s))
-
-
-def clear_failures(s: Session, key: str) -> None:
-    s.execute(delete(LoginFailure).where(LoginFailure.key == key))

@@ -55,7 +55,8 @@ class ApiKey(Base):
 
 
 class LoginFailure(Base):
-    """One failed login, keyed by user name and by client address (for the rate limit)."""
+    """One login attempt against one limit key (the account, the client): reserved before
+    the password is checked, kept as a failure unless it was right (`login_attempts`)."""
 
     __tablename__ = "login_failures"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
