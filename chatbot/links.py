@@ -4,9 +4,12 @@ The fetch can be aimed at anything a URL names, so it is bounded and fenced:
 - only http and https, at most FETCH_MAX_REDIRECTS hops, each checked like the first;
 - the host is resolved once and every address checked: loopback, link-local (cloud metadata
   at 169.254.169.254), private, reserved and multicast addresses are refused unless
-  FETCH_ALLOW lists them; the connection then goes to the checked address (the URL's host
-  only travels as the Host header and TLS name), so a DNS answer that changes between check
-  and connect (rebinding) cannot reach anything else;
+  FETCH_ALLOW lists them; IPv6 forms that carry an IPv4 address (IPv4-mapped and -compatible,
+  NAT64 64:ff9b::/96, 6to4) are judged by that IPv4 address, and site-local, Teredo and
+  local-use NAT64 addresses are refused; the connection then goes to the checked address (the
+  URL's host only travels as the Host header and TLS name), so a DNS answer that changes
+  between check and connect (rebinding) cannot reach anything else; a refusal names the
+  link's host, never what it resolved to;
 - FETCH_MAX_BYTES and FETCH_TIMEOUT_S bound the body and the whole fetch;
 - HTML, text, PDF and DOCX only, extracted by rag's own extractors (`extracted_text`).
 """
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import logging
 import re
 import socket
 from dataclasses import dataclass
@@ -32,6 +36,13 @@ TYPES = {"text/html": "page.html", "application/xhtml+xml": "page.html",
          "text/plain": "page.txt", "text/markdown": "page.md", "application/pdf": "page.pdf",
          "application/vnd.openxmlformats-officedocument.wordprocessingml.document": "page.docx"}
 IP = ipaddress.IPv4Address | ipaddress.IPv6Address
+NAT64 = ipaddress.IPv6Network("64:ff9b::/96")  # RFC 6052: the last 32 bits are the IPv4 host
+IPV4_COMPATIBLE = ipaddress.IPv6Network("::/96")  # deprecated ::a.b.c.d, still routed by some
+# No single IPv4 address to judge them by: refused unless FETCH_ALLOW lists them.
+OPAQUE_V6 = (ipaddress.IPv6Network("fec0::/10"),  # site-local (deprecated, still routed)
+             ipaddress.IPv6Network("2001::/32"),  # Teredo: a relay reaches embedded hosts
+             ipaddress.IPv6Network("64:ff9b:1::/48"))  # local-use NAT64 (RFC 8215)
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -67,11 +78,35 @@ def allowed_networks(settings: Settings) -> list[ipaddress.IPv4Network | ipaddre
     return nets
 
 
+def embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 form delivers to (mapped, compatible, NAT64, 6to4), if any."""
+    if ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    if ip.sixtofour is not None:
+        return ip.sixtofour
+    if ip in NAT64 or ip in IPV4_COMPATIBLE:
+        return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    return None
+
+
 def public(ip: IP) -> bool:
     """A globally routable unicast address (not loopback, link-local, private, CGNAT...)."""
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        return public(ip.ipv4_mapped)
+    if isinstance(ip, ipaddress.IPv6Address):
+        if any(ip in net for net in OPAQUE_V6):
+            return False
+        inner = embedded_ipv4(ip)
+        if inner is not None:
+            return public(inner)
     return ip.is_global and not ip.is_multicast
+
+
+def permitted(ip: IP, nets: list[ipaddress.IPv4Network | ipaddress.IPv6Network]) -> bool:
+    """Public, or listed in FETCH_ALLOW as itself or as the IPv4 address it carries."""
+    if public(ip):
+        return True
+    inner = embedded_ipv4(ip) if isinstance(ip, ipaddress.IPv6Address) else None
+    forms = [ip] if inner is None else [ip, inner]
+    return any(form in net for form in forms for net in nets)
 
 
 async def resolve(host: str, port: int, settings: Settings) -> IP:
@@ -89,14 +124,16 @@ async def resolve(host: str, port: int, settings: Settings) -> IP:
         except OSError as exc:
             raise fetch_error(502, "fetch_dns_failed", f"The name {host} could not be "
                               "resolved.") from exc
-        addresses = [ipaddress.ip_address(info[4][0].split("%")[0]) for info in infos]
+        addresses = [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos]
     if not addresses:
         raise fetch_error(502, "fetch_dns_failed", f"The name {host} has no address.")
     nets = allowed_networks(settings)
     for ip in addresses:  # all of them: a name must not mix a public and a private address
-        if not public(ip) and not any(ip in net for net in nets):
+        if not permitted(ip, nets):
+            # The address goes to the log only: the user learns nothing of the inner network.
+            log.info("link %s refused: it resolves to %s", host, ip)
             raise fetch_error(403, "fetch_refused", f"Fetching {host} is not allowed: it "
-                              f"points at {ip}, a loopback, link-local or private address.")
+                              "points at a loopback, link-local or private address.")
     return addresses[0]
 
 

@@ -15,6 +15,7 @@ from typing import Any, TextIO
 
 import openai
 
+from .controls import ControlFilter, printable
 from .thinking import ThinkSplitter
 
 log = logging.getLogger(__name__)
@@ -37,7 +38,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def error_text(exc: Exception, base_url: str) -> str:
-    """A readable one-liner for the usual failures."""
+    """A readable one-liner for the usual failures (the server's words made printable)."""
     if isinstance(exc, openai.APIConnectionError):
         return f"cannot reach {base_url} ({exc.__class__.__name__}); is the server running?"
     if isinstance(exc, openai.APIStatusError):
@@ -45,8 +46,8 @@ def error_text(exc: Exception, base_url: str) -> str:
             message = exc.response.json()["error"]["message"]
         except (ValueError, KeyError, TypeError):
             message = exc.response.text[:200]
-        return f"the server answered {exc.status_code}: {message}"
-    return str(exc)
+        return f"the server answered {exc.status_code}: {printable(str(message))}"
+    return printable(str(exc))
 
 
 def tools(args: argparse.Namespace) -> dict[str, Any]:
@@ -64,7 +65,7 @@ def command(client: openai.OpenAI, args: argparse.Namespace, messages: list[Any]
         model=args.model, messages=[*messages, {"role": "user", "content": line}],
         max_tokens=args.max_tokens, extra_body=tools(args))
     done = (reply.model_extra or {}).get("command")
-    out.write((reply.choices[0].message.content or "") + "\n")
+    out.write(printable(reply.choices[0].message.content or "") + "\n")
     if not done:
         out.write("(this server does not know chat commands)\n")
         return
@@ -81,6 +82,7 @@ def answer(client: openai.OpenAI, args: argparse.Namespace, messages: list[Any],
     """Stream one answer to `out`; Ctrl-C ends it early and keeps what arrived."""
     parts: list[str] = []
     splitter = ThinkSplitter()
+    controls = ControlFilter()  # the model's text never drives the terminal
 
     def show(pieces: list[tuple[str, str]]) -> None:
         for kind, text in pieces:
@@ -99,7 +101,7 @@ def answer(client: openai.OpenAI, args: argparse.Namespace, messages: list[Any],
             if (chunk.model_extra or {}).get("stop_reason") == "repetition":
                 out.write(" [stopped: the answer started repeating itself]")
             for choice in chunk.choices:
-                show(splitter.feed(choice.delta.content or ""))
+                show(splitter.feed(controls.feed(choice.delta.content or "")))
         show(splitter.flush())
     except KeyboardInterrupt:
         out.write(" [stopped]")
@@ -122,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
         except (openai.OpenAIError, IndexError) as exc:
             out.write(f"error: {error_text(exc, args.base_url)}\n")
             return 1
-    out.write(f"Chatting with {args.model} at {args.base_url}. Empty line quits; "
+    out.write(f"Chatting with {printable(args.model)} at {args.base_url}. Empty line quits; "
               "Ctrl-C stops an answer; /help lists commands.\n")
     messages: list[Any] = [{"role": "system", "content": args.system}] if args.system else []
     while True:

@@ -27,12 +27,13 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import httpx
 
 from services.logs import setup_logging
 
+from . import snapshots
 from .catalog import SERVICES, Service
 
 log = logging.getLogger("tinyllm.backup")
@@ -90,10 +91,18 @@ def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
     tar.addfile(info, io.BytesIO(data))
 
 
+def _private_file(path: Path) -> BinaryIO:
+    """A new file only its owner can read, whatever the umask (the archive holds every chat)."""
+    path.unlink(missing_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    os.fchmod(fd, 0o600)
+    return os.fdopen(fd, "wb")
+
+
 def _sqlite_copy(source: Path, scratch: Path) -> Path:
     """A consistent copy of a live SQLite database (the online backup API)."""
     target = scratch / f"{source.name}.{os.getpid()}.copy"
-    target.unlink(missing_ok=True)
+    _private_file(target).close()  # SQLite keeps the mode of the empty file it is given
     src = sqlite3.connect(f"file:{source}?mode=ro", uri=True, timeout=30)
     dst = sqlite3.connect(target)
     try:
@@ -126,40 +135,33 @@ def _add_tree(tar: tarfile.TarFile, root: Path, prefix: str, scratch: Path,
 
 
 def _qdrant(places: Places) -> httpx.Client:
-    headers = {"api-key": places.qdrant_api_key} if places.qdrant_api_key else {}
-    return httpx.Client(base_url=str(places.qdrant_url), headers=headers, timeout=600)
+    return snapshots.client(str(places.qdrant_url), places.qdrant_api_key)
 
 
 def _snapshot_collections(tar: tarfile.TarFile, places: Places, scratch: Path) -> list[str]:
     """One Qdrant snapshot per collection, taken by the server (consistent per collection)."""
     with _qdrant(places) as client:
-        names = [c["name"] for c in
-                 client.get("/collections").raise_for_status().json()["result"]["collections"]]
+        names = snapshots.collections(client)  # names checked before any goes into a path
         for name in names:
-            snap = client.post(f"/collections/{name}/snapshots", params={"wait": "true"})
-            snap_name = snap.raise_for_status().json()["result"]["name"]
-            path = scratch / f"{name}.snapshot"
-            with client.stream("GET", f"/collections/{name}/snapshots/{snap_name}") as reply:
-                reply.raise_for_status()
-                with open(path, "wb") as out:
-                    for chunk in reply.iter_bytes():
-                        out.write(chunk)
-            tar.add(path, f"rag/snapshots/{name}.snapshot")
+            path = scratch / f"{name}{snapshots.SUFFIX}"
+            with _private_file(path) as out:
+                snapshots.take(client, name, out)
+            tar.add(path, snapshots.entry(name))
             path.unlink()
-            client.delete(f"/collections/{name}/snapshots/{snap_name}")
     return names
 
 
 def backup(target: Path, places: Places, checkpoints: bool = False) -> dict[str, Any]:
-    """Write the archive atomically (a temp file beside it, then a rename)."""
+    """Write the archive atomically (a temp file beside it, then a rename), readable by its
+    owner only."""
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.tmp")
     manifest: dict[str, Any] = {"format": FORMAT, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ",
                                                                            time.gmtime())}
     mode = "w:gz" if target.name.endswith(("gz", ".tgz")) else "w"
     try:
-        with tempfile.TemporaryDirectory() as scratch_dir, \
-                tarfile.open(tmp, mode) as tar:  # type: ignore[call-overload]
+        with _private_file(tmp) as raw, tempfile.TemporaryDirectory() as scratch_dir, \
+                tarfile.open(fileobj=raw, mode=mode) as tar:  # type: ignore[call-overload]
             scratch = Path(scratch_dir)
             skip = () if checkpoints else ("checkpoints/",)
             manifest["models"] = (_add_tree(tar, places.models_dir, "models", scratch, skip)
@@ -209,6 +211,19 @@ def _members(tar: tarfile.TarFile, prefix: str) -> list[tarfile.TarInfo]:
     return out
 
 
+def _snapshot_members(tar: tarfile.TarFile) -> list[tuple[str, tarfile.TarInfo]]:
+    """(collection, entry) of each snapshot; the name goes into a Qdrant URL, so it is held
+    to the rule backup keeps."""
+    out = []
+    for member in _members(tar, "rag/snapshots"):
+        name = snapshots.collection_of(member.name)
+        if name is None:
+            raise RestoreError(f"unsafe entry in the archive: {member.name!r} (a collection "
+                               f"name is {snapshots.NAME_RULE})")
+        out.append((name, member))
+    return out
+
+
 def _extract(tar: tarfile.TarFile, members: list[tarfile.TarInfo], prefix: str,
              root: Path) -> None:
     """Each file to a temp name beside its target, then renamed: no half-written file."""
@@ -235,7 +250,7 @@ def restore(archive: Path, places: Places, force: bool = False) -> dict[str, Any
             raise RestoreError(f"unknown backup format {manifest.get('format')!r}")
         models = _members(tar, "models")
         rag_files = _members(tar, "rag/data")
-        snapshots = _members(tar, "rag/snapshots")
+        snaps = _snapshot_members(tar)
         chat = _members(tar, "chatbot")
         # Refuse before writing anything.
         clashes = [m.name for m in models
@@ -248,7 +263,7 @@ def restore(archive: Path, places: Places, force: bool = False) -> dict[str, Any
                                    "holds the embedded store open)")
             if places.rag_data.is_dir() and any(places.rag_data.iterdir()):
                 clashes.append(str(places.rag_data))
-        if snapshots and not places.qdrant_url:
+        if snaps and not places.qdrant_url:
             raise RestoreError("the backup holds Qdrant server snapshots: set QDRANT_URL")
         chat_root = places.chatbot_data
         if chat:
@@ -270,16 +285,12 @@ def restore(archive: Path, places: Places, force: bool = False) -> dict[str, Any
                 _extract(tar, chat, "chatbot", chat_root.parent)
             else:
                 _extract(tar, chat, "chatbot", chat_root)
-        if snapshots:
+        if snaps:
             with _qdrant(places) as client:
-                for member in snapshots:
-                    name = Path(member.name).stem
+                for name, member in snaps:
                     data = tar.extractfile(member)
                     assert data is not None  # _members keeps regular files only
-                    reply = client.post(f"/collections/{name}/snapshots/upload",
-                                        params={"priority": "snapshot", "wait": "true"},
-                                        files={"snapshot": (f"{name}.snapshot", data)})
-                    reply.raise_for_status()
+                    snapshots.upload(client, name, data)
     return manifest
 
 
@@ -301,7 +312,7 @@ def backup_main(argv: list[str] | None = None) -> int:
     setup_logging("info", "tinyllm")
     try:
         manifest = backup(args.path, Places.from_settings(), args.checkpoints)
-    except (OSError, sqlite3.Error, httpx.HTTPError) as exc:
+    except (OSError, sqlite3.Error, httpx.HTTPError, snapshots.UnsafeName) as exc:
         sys.stderr.write(f"tinyllm backup: error: {exc}\n")
         return 1
     sys.stdout.write(f"wrote {args.path}: {_summary(manifest)}\n")

@@ -17,10 +17,13 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from tests.utils.procs import free_port
 
 
-def fake_app(answer: str, delay_s: float = 0.0, stats: dict | None = None) -> FastAPI:
-    """`stats`, if given, counts the chunks sent and notes a client that hung up early."""
+def fake_app(answer: str, delay_s: float = 0.0, stats: dict | None = None,
+             chunks: list[str] | None = None) -> FastAPI:
+    """`stats`, if given, counts the chunks sent and notes a client that hung up early;
+    `chunks`, if given, are streamed as they are instead of `answer` word by word."""
     app = FastAPI()
     app.state.answer = answer
+    app.state.chunks = chunks
     stats = stats if stats is not None else {}
     stats.update(chunks=0, closed_early=False, requests=[])
 
@@ -39,21 +42,21 @@ def fake_app(answer: str, delay_s: float = 0.0, stats: dict | None = None) -> Fa
 
         async def events() -> AsyncIterator[bytes]:
             words = app.state.answer.split(" ")
+            texts = app.state.chunks or [w if i == 0 else " " + w for i, w in enumerate(words)]
             sent_all = False
             try:
-                async for piece in pieces(words):
+                async for piece in pieces(texts):
                     yield piece
                 sent_all = True
             finally:  # a client hanging up cancels the stream while it sleeps
                 stats["closed_early"] = not sent_all
 
-        async def pieces(words: list[str]) -> AsyncIterator[bytes]:
-            for i, word in enumerate(words):
+        async def pieces(texts: list[str]) -> AsyncIterator[bytes]:
+            for text in texts:
                 chunk = {"id": "chatcmpl-fake", "object": "chat.completion.chunk",
                          "created": int(time.time()), "model": body.get("model"),
-                         "choices": [{"index": 0, "delta": {
-                             "content": word if i == 0 else " " + word},
-                             "finish_reason": None}]}
+                         "choices": [{"index": 0, "delta": {"content": text},
+                                      "finish_reason": None}]}
                 yield f"data: {json.dumps(chunk)}\n\n".encode()
                 stats["chunks"] += 1
                 await asyncio.sleep(delay_s)
@@ -68,11 +71,12 @@ def fake_app(answer: str, delay_s: float = 0.0, stats: dict | None = None) -> Fa
 
 
 @contextmanager
-def fake_llm(answer: str, delay_s: float = 0.0, stats: dict | None = None) -> Iterator[str]:
+def fake_llm(answer: str, delay_s: float = 0.0, stats: dict | None = None,
+             chunks: list[str] | None = None) -> Iterator[str]:
     """Serve the scripted upstream on a free loopback port; yield its base URL (no /v1)."""
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(fake_app(answer, delay_s, stats), host="127.0.0.1",
-                                           port=port, log_level="warning"))
+    server = uvicorn.Server(uvicorn.Config(fake_app(answer, delay_s, stats, chunks),
+                                           host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 20

@@ -5,8 +5,10 @@ resolving to loopback, DNS rebinding), oversized and slow pages cut off with a c
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import socket
 from collections.abc import Iterator
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -210,3 +212,95 @@ def test_gateway_and_terminal_summarize_links_for_tinyllm_chat(bot, sites) -> No
     child.sendline("")
     child.expect(pexpect.EOF)
     assert sum(inner.hits.values()) == 0
+
+
+NAME = "docs.example"  # no digits: a digit in a refusal could only have come from DNS
+REFUSAL = ("Fetching docs.example is not allowed: it points at a loopback, link-local or "
+           "private address.")
+HIDDEN = [  # forms that carry, or may reach, an address the plain checks already refuse
+    "64:ff9b::a9fe:a9fe",  # NAT64 to 169.254.169.254, cloud metadata
+    "64:ff9b::7f00:1",  # NAT64 to 127.0.0.1
+    "64:ff9b::a00:1",  # NAT64 to 10.0.0.1
+    "64:ff9b:1::a9fe:a9fe",  # local-use NAT64 prefix (RFC 8215)
+    "2002:a9fe:a9fe::",  # 6to4 of 169.254.169.254
+    "2002:7f00:1::1",  # 6to4 of 127.0.0.1
+    "2002:c0a8:101::",  # 6to4 of 192.168.1.1
+    "::a9fe:a9fe",  # IPv4-compatible 169.254.169.254
+    "::7f00:1",  # IPv4-compatible 127.0.0.1
+    "::ffff:127.0.0.1",  # IPv4-mapped
+    "::ffff:a9fe:a9fe",  # IPv4-mapped 169.254.169.254
+    "fec0::1",  # site-local
+    "feff:ffff::a9fe:a9fe",  # site-local, the top of fec0::/10
+    "2001:0:a9fe:a9fe::",  # Teredo, server 169.254.169.254
+    "2001:0:4136:e378:8000:63bf:f7f7:f7f7",  # Teredo, public server and client: refused too
+]
+PUBLIC = ["93.184.215.14", "2606:2800:21f:cb07:6820:80da:af6b:8b2c",
+          "64:ff9b::808:808", "2002:808:808::1", "::ffff:8.8.8.8", "::808:808"]
+
+
+def answering(monkeypatch: pytest.MonkeyPatch, *ips: str) -> None:
+    """Every name resolves to `ips` (fault injection: what a hostile DNS could answer)."""
+    async def getaddrinfo(self, host, port, **kw):  # noqa: ANN001, ANN202, ANN003
+        return [(socket.AF_INET6 if ":" in ip else socket.AF_INET, socket.SOCK_STREAM, 6, "",
+                 (ip, port)) for ip in ips]
+
+    monkeypatch.setattr(asyncio.BaseEventLoop, "getaddrinfo", getaddrinfo)
+
+
+def refusal(host: str, settings: Settings | None = None) -> APIError:
+    with pytest.raises(APIError) as err:
+        asyncio.run(links.resolve(host, 443, settings or Settings()))
+    return err.value
+
+
+@pytest.mark.parametrize("ip", HIDDEN)
+def test_embedded_and_tunnelled_ipv6_forms_are_refused_without_naming_the_address(
+        monkeypatch: pytest.MonkeyPatch, ip: str) -> None:
+    answering(monkeypatch, ip)
+    err = refusal(NAME)
+    assert (err.status, err.code, err.type, err.param) == (403, "fetch_refused",
+                                                           "fetch_error", "url")
+    assert err.message == REFUSAL
+    assert not any(ch.isdigit() for ch in err.message)  # nothing of the DNS answer shows
+
+
+@pytest.mark.parametrize("ip", HIDDEN)
+def test_embedded_and_tunnelled_ipv6_literals_are_refused(ip: str) -> None:
+    host = urlsplit(f"http://[{ip}]:8080/latest/meta-data/").hostname
+    assert host == ip
+    err = refusal(host)
+    assert (err.status, err.code) == (403, "fetch_refused")
+    assert err.message == (f"Fetching {ip} is not allowed: it points at a loopback, "
+                           "link-local or private address.")
+
+
+@pytest.mark.parametrize("ip", HIDDEN)
+def test_a_name_mixing_a_public_and_a_hidden_address_is_refused(
+        monkeypatch: pytest.MonkeyPatch, ip: str) -> None:
+    answering(monkeypatch, "93.184.215.14", ip)
+    assert refusal(NAME).message == REFUSAL
+
+
+@pytest.mark.parametrize("ip", PUBLIC)
+def test_public_addresses_still_pass(monkeypatch: pytest.MonkeyPatch, ip: str) -> None:
+    answering(monkeypatch, ip)
+    assert asyncio.run(links.resolve(NAME, 443, Settings())) == ipaddress.ip_address(ip)
+
+
+@pytest.mark.parametrize("ip", ["10.0.0.7", "::ffff:10.0.0.7", "64:ff9b::a00:7"])
+def test_fetch_allow_covers_an_intranet_address_in_its_ipv6_forms_too(
+        monkeypatch: pytest.MonkeyPatch, ip: str) -> None:
+    answering(monkeypatch, ip)
+    settings = Settings(fetch_allow="10.0.0.0/8")
+    assert asyncio.run(links.resolve(NAME, 443, settings)) == ipaddress.ip_address(ip)
+
+
+def test_a_name_that_does_not_resolve_says_so_without_dns_details(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    async def getaddrinfo(self, host, port, **kw):  # noqa: ANN001, ANN202, ANN003
+        raise socket.gaierror(-2, "Name or service not known (resolver 10.9.8.7)")
+
+    monkeypatch.setattr(asyncio.BaseEventLoop, "getaddrinfo", getaddrinfo)
+    err = refusal(NAME)
+    assert (err.status, err.code) == (502, "fetch_dns_failed")
+    assert err.message == "The name docs.example could not be resolved."

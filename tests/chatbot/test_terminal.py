@@ -1,4 +1,5 @@
-"""`tinyllm chat` in a pseudo-terminal: memory across turns, Ctrl-C stops only the answer."""
+"""`tinyllm chat` in a pseudo-terminal: memory across turns, Ctrl-C stops only the answer, and
+no escape sequence from the model reaches the terminal."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import sys
 import pexpect
 import pytest
 
+from tests.chatbot.fake_llm import fake_llm
 from tests.utils.procs import ServiceProcess
 from tinyllm.procs import REPO
 
@@ -57,3 +59,26 @@ def test_works_straight_against_llmserver(llm_server: ServiceProcess) -> None:
     assert child.before.strip()
     child.sendeof()
     child.expect(pexpect.EOF)
+
+
+HOSTILE = ["Hello", "\x1b]0;pwned\x07", " wor", "\x1b[2J", "ld", "\x1b[3", "1m red", "\x1b[0m",
+           " \x9b31m", "C1", " ding\x07", "\x1b", "]8;;http://evil.test\x1b", "\\link\x1b]8;;",
+           "\x1b\\", "\tend\r\n", "next\x00 line\x7f\x85"]
+SEEN = "Hello world red C1 dinglink\tend\nnext line"  # what the model says, controls stripped
+
+
+def test_escape_sequences_from_the_model_never_reach_the_terminal() -> None:
+    """A title change, a screen clear, colour split across chunks, a C1 CSI, bells, a
+    hyperlink, CR, NUL, DEL and NEL: only the visible text is printed."""
+    with fake_llm("", chunks=HOSTILE) as url:
+        child = spawn("--base-url", url + "/v1")
+        child.expect_exact("you> ")
+        child.sendline("Say hello")
+        child.expect_exact("bot> ")
+        child.expect_exact("you> ")
+        shown = child.before
+        child.sendline("")
+        child.expect(pexpect.EOF)
+    assert shown == SEEN.replace("\n", "\r\n") + "\r\n"  # the pty turns \n into \r\n
+    for control in ("\x1b", "\x07", "\x9b", "\x00", "\x7f", "\x85", "pwned", "evil"):
+        assert control not in shown
