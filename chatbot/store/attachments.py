@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from .models import Attachment
+from .models import Attachment, Conversation
 
 
 def add(s: Session, conversation_id: str, name: str, kind: str, chars: int,
@@ -22,6 +22,25 @@ def add(s: Session, conversation_id: str, name: str, kind: str, chars: int,
 def of(s: Session, conversation_id: str) -> list[Attachment]:
     return list(s.scalars(select(Attachment).where(Attachment.conversation_id == conversation_id)
                           .order_by(Attachment.id)))
+
+
+def indexed_of_conversation(s: Session, conversation_id: str) -> dict[int, str]:
+    """The rag collection of each indexed file of this conversation, by attachment id."""
+    rows = s.execute(select(Attachment.id, Attachment.collection).where(
+        Attachment.conversation_id == conversation_id))
+    return {key: name for key, name in rows if name}
+
+
+def indexed_of_user(s: Session, user_id: int) -> dict[int, str]:
+    """The rag collection of each indexed file of every conversation of this user."""
+    rows = s.execute(select(Attachment.id, Attachment.collection).join(Conversation).where(
+        Conversation.user_id == user_id))
+    return {key: name for key, name in rows if name}
+
+
+def added_since(before: dict[int, str], now: dict[int, str]) -> set[str]:
+    """Collections of files attached between two reads (their collection may be new)."""
+    return {name for key, name in now.items() if key not in before}
 
 
 def view(a: Attachment) -> dict[str, Any]:

@@ -1,15 +1,17 @@
 """Files in a conversation: small ones go into the prompt whole, large ones are indexed in a
-rag collection of that conversation alone (real rag), deleted with the conversation; the
-Attach button and drag and drop in a real Chromium."""
+rag collection of that conversation alone (real rag), deleted with the conversation and with
+its user (refused while rag is down); the Attach button and drag and drop in a real
+Chromium."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import httpx
 import pytest
 
-from tests.chatbot.conftest import chat_events, chatbot_env
+from tests.chatbot.conftest import PASSWORD, chat_events, chatbot_env, dead_url, login
 from tests.chatbot.fake_llm import fake_llm
 from tests.chatbot.test_browser import VIEWPORTS, chromium, new_page, send  # noqa: F401
 from tests.chatbot.test_rag import rag_service  # noqa: F401
@@ -98,6 +100,79 @@ def test_large_files_are_indexed_for_that_conversation_only(
         assert client.delete(f"/api/conversations/{cid}").status_code == 200
         names = [c["name"] for c in httpx.get(rag_service.url + "/collections").json()["data"]]
         assert f"conv-{cid}" not in names
+
+
+@contextmanager
+def accounts_bot(rag_url: str, db: str) -> Iterator[tuple[ServiceProcess, httpx.Client]]:
+    """A chatbot with accounts on database `db` and the admin's client, logged in."""
+    with fake_llm("Scripted.") as llm, ServiceProcess("chatbot", "CHATBOT_", env=chatbot_env(
+            llm, CHATBOT_AUTH="accounts", CHATBOT_RAG_URL=rag_url, CHATBOT_DATABASE_URL=db,
+            CHATBOT_ATTACH_INLINE_CHARS="500")) as bot, \
+            httpx.Client(base_url=bot.url, timeout=300) as admin:
+        first = admin.get("/api/auth/state").json()["setup_needed"]
+        login(admin, "admin", route="setup" if first else "login")
+        yield bot, admin
+
+
+def indexed_by(bot: ServiceProcess, admin: httpx.Client, username: str) -> tuple[int, str]:
+    """A new user with one indexed file: their id and its rag collection."""
+    r = admin.post("/api/admin/users", json={"username": username, "password": PASSWORD})
+    assert r.status_code == 201, r.text
+    user_id = r.json()["id"]
+    with httpx.Client(base_url=bot.url, timeout=300) as client:
+        login(client, username)
+        r = attach(client, "archive.txt", LONG.encode())
+        assert r.status_code == 201 and r.json()["attachment"]["indexed"] is True, r.text
+    return user_id, "conv-" + r.json()["conversation_id"]
+
+
+def collection_status(rag_url: str, name: str) -> tuple[int, str | None]:
+    r = httpx.get(f"{rag_url}/collections/{name}")
+    return r.status_code, (r.json().get("error") or {}).get("code")
+
+
+@pytest.mark.slow
+def test_deleting_a_user_deletes_their_attached_files_only(
+        rag_service, tmp_path) -> None:  # noqa: ANN001, F811
+    with accounts_bot(rag_service.url, f"sqlite:///{tmp_path}/c.db") as (bot, admin):
+        alice, alices = indexed_by(bot, admin, "alice")
+        bob, bobs = indexed_by(bot, admin, "bob")
+        assert admin.delete(f"/api/admin/users/{alice}").status_code == 200
+        assert collection_status(rag_service.url, alices) == (404, "collection_not_found")
+        r = httpx.post(rag_service.url + "/search",
+                       json={"query": "secret archive password", "collections": [alices]})
+        assert r.status_code == 404 and r.json()["error"]["code"] == "collection_not_found"
+        assert collection_status(rag_service.url, bobs) == (200, None)
+        r = httpx.post(rag_service.url + "/search",
+                       json={"query": "secret archive password", "collections": [bobs]})
+        assert "heliotrope" in r.text
+        assert [u["id"] for u in admin.get("/api/admin/users").json()["data"]].count(bob) == 1
+
+
+@pytest.mark.slow
+def test_deletions_are_refused_whole_while_rag_is_down(
+        rag_service, tmp_path) -> None:  # noqa: ANN001, F811
+    db = f"sqlite:///{tmp_path}/c.db"
+    with accounts_bot(rag_service.url, db) as (bot, admin):
+        carol, carols = indexed_by(bot, admin, "carol")
+    cid = carols.removeprefix("conv-")
+    with accounts_bot(dead_url(), db) as (bot, admin), \
+            httpx.Client(base_url=bot.url, timeout=60) as carol_client:
+        login(carol_client, "carol")
+        for client, path in ((admin, f"/api/admin/users/{carol}"),
+                             (carol_client, f"/api/conversations/{cid}")):
+            r = client.delete(path)
+            assert r.status_code == 503, r.text
+            assert r.json()["error"]["code"] == "rag_unavailable"
+        # Nothing deleted: carol, her conversation and its file are all still there.
+        assert carol in [u["id"] for u in admin.get("/api/admin/users").json()["data"]]
+        assert carol_client.get(f"/api/conversations/{cid}").status_code == 200
+        assert len(carol_client.get(f"/api/attachments?conversation_id={cid}").json()[
+            "data"]) == 1
+        assert collection_status(rag_service.url, carols) == (200, None)
+    with accounts_bot(rag_service.url, db) as (bot, admin):  # rag back: the retry works
+        assert admin.delete(f"/api/admin/users/{carol}").status_code == 200
+        assert collection_status(rag_service.url, carols) == (404, "collection_not_found")
 
 
 DROP = """([name, text]) => {

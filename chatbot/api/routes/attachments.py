@@ -13,6 +13,7 @@ from fastapi import APIRouter, File, Form, Request, UploadFile
 from services.errors import APIError
 
 from ... import links
+from ...rag_client import RAG_UNAVAILABLE
 from ...store import attachments as repo
 from ...store import conversations
 from ...store.models import Conversation
@@ -50,6 +51,26 @@ async def drop_collection(rag: Any, name: str) -> None:
     except APIError as exc:
         if exc.status != 404:
             log.warning("could not delete rag collection %s: %s", name, exc.message)
+
+
+async def drop_collections_first(rag: Any, names: set[str]) -> None:
+    """Delete these collections before their owner's rows: rag down refuses the deletion.
+
+    Refusing (503, nothing of the owner deleted) rather than deleting the rows anyway: a
+    collection whose rows are gone is a private file nobody can see or delete any more.
+    A collection already gone (404) counts as deleted, so a retry after a partial run
+    finishes the job.
+    """
+    for name in sorted(names):
+        try:
+            await rag.call("DELETE", f"/collections/{name}")
+        except APIError as exc:
+            if exc.status == 404:
+                continue
+            log.warning("could not delete rag collection %s: %s", name, exc.message)
+            raise APIError(503, "The document service is unavailable: the attached files "
+                           "cannot be deleted, so the deletion was refused. Try again later.",
+                           code=RAG_UNAVAILABLE, headers={"Retry-After": "2"}) from exc
 
 
 @router.post("", status_code=201)

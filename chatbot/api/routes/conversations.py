@@ -17,7 +17,7 @@ from ...store import attachments as attached
 from ...store import conversations as repo
 from ...store.models import Conversation, Message
 from ..deps import DbDep, RagDep, SettingsDep, UserDep
-from .attachments import drop_collection
+from .attachments import drop_collection, drop_collections_first
 
 router = APIRouter(prefix="/api/conversations", tags=["conversations"])
 
@@ -88,14 +88,24 @@ async def update_conversation(conversation_id: str, body: ConversationPatch, use
 async def delete_conversation(conversation_id: str, user: UserDep, db: DbDep,
                               rag: RagDep) -> dict[str, Any]:
     """Delete a conversation, its messages and its attached files (their rag collection)."""
+    def indexed(s):  # noqa: ANN001, ANN202
+        if repo.get(s, user.id, conversation_id) is None:
+            raise APIError(404, "No such conversation.", code="conversation_not_found")
+        return attached.indexed_of_conversation(s, conversation_id)
+
+    # Rag down: 503 and the conversation kept, so its files are not left behind unseen.
+    before = await db.run(indexed)
+    await drop_collections_first(rag, set(before.values()))
+
     def remove(s):  # noqa: ANN001, ANN202
         conv = repo.get(s, user.id, conversation_id)
         if conv is None:
             raise APIError(404, "No such conversation.", code="conversation_not_found")
-        indexed = {a.collection for a in attached.of(s, conv.id) if a.collection}
+        late = attached.added_since(before, attached.indexed_of_conversation(s, conversation_id))
         repo.delete(s, conv)
-        return indexed
+        return late
 
+    # A file attached while the collection above was being deleted.
     for collection in await db.run(remove):
         await drop_collection(rag, collection)
     return {"deleted": conversation_id}

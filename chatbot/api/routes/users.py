@@ -11,9 +11,10 @@ from pydantic import BaseModel, Field
 from services.errors import APIError
 
 from ... import auth
-from ...store import logins, users
+from ...store import attachments, logins, users
 from ...store.models import User
 from ..deps import AdminDep, DbDep, LLMDep, RagDep, SettingsDep
+from .attachments import drop_collection, drop_collections_first
 from .auth import SIGNUP
 
 router = APIRouter(prefix="/api/admin", tags=["admin"])
@@ -91,18 +92,32 @@ async def update_user(user_id: int, body: UserPatch, admin: AdminDep,
 
 
 @router.delete("/users/{user_id}")
-async def delete_user(user_id: int, admin: AdminDep, db: DbDep) -> dict[str, Any]:
-    """Delete an account with its conversations, logins and keys."""
+async def delete_user(user_id: int, admin: AdminDep, db: DbDep,
+                      rag: RagDep) -> dict[str, Any]:
+    """Delete an account with its conversations, logins, keys and attached files in rag."""
     if user_id == admin.id:
         raise APIError(400, "You cannot delete yourself.", code="self_lockout")
+
+    def indexed(s):  # noqa: ANN001, ANN202
+        if users.by_id(s, user_id) is None:
+            raise APIError(404, "No such user.", code="user_not_found")
+        return attachments.indexed_of_user(s, user_id)
+
+    # Rag down: 503 and the account kept whole, so the admin can simply retry.
+    before = await db.run(indexed)
+    await drop_collections_first(rag, set(before.values()))
 
     def remove(s):  # noqa: ANN001, ANN202
         user = users.by_id(s, user_id)
         if user is None:
             raise APIError(404, "No such user.", code="user_not_found")
+        late = attachments.added_since(before, attachments.indexed_of_user(s, user_id))
         users.delete(s, user)
+        return late
 
-    await db.run(remove)
+    # Files attached while the collections above were being deleted.
+    for collection in await db.run(remove):
+        await drop_collection(rag, collection)
     return {"deleted": user_id}
 
 
