@@ -6,6 +6,8 @@ from collections.abc import Callable
 from typing import Any
 
 from fastapi import Depends, FastAPI, Request, Response
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse
 
 from .auth import require_api_key
 from .config import ServiceSettings
@@ -20,7 +22,10 @@ def base_app(
     lifespan: Any = None,
     limit_for: Callable[[str], int] | None = None,
 ) -> FastAPI:
-    """A FastAPI app with the envelope, body limit, metrics and `/metrics` installed.
+    """A FastAPI app with the envelope, body limit, metrics, `/metrics` and `/docs`.
+
+    `/metrics`, `/docs` and `/openapi.json` need the API key like the API does (when one
+    is set); `/redoc` is not served.
 
     Args:
         settings: the service's settings; kept on `app.state.settings`.
@@ -28,8 +33,9 @@ def base_app(
         lifespan: the service's lifespan context, if any.
         limit_for: body limit per path; defaults to `settings.max_body_bytes` everywhere.
     """
-    app = FastAPI(title=f"TinyLLM {service}", lifespan=lifespan, docs_url="/docs",
-                  redoc_url=None)
+    # FastAPI's own docs routes take no dependencies: these are added below, behind the key.
+    app = FastAPI(title=f"TinyLLM {service}", lifespan=lifespan, docs_url=None,
+                  redoc_url=None, openapi_url=None)
     app.state.settings = settings
     app.state.metrics = Metrics(service)
     install_error_handlers(app)
@@ -37,9 +43,22 @@ def base_app(
     app.add_middleware(BodyLimitMiddleware,
                        limit_for=limit_for or (lambda _path: settings.max_body_bytes))
 
-    @app.get("/metrics", tags=["ops"], dependencies=[Depends(require_api_key)])
+    keyed = [Depends(require_api_key)]
+
+    @app.get("/metrics", tags=["ops"], dependencies=keyed)
     async def metrics(request: Request) -> Response:
         """Prometheus text format."""
         return request.app.state.metrics.render()
+
+    @app.get("/openapi.json", include_in_schema=False, dependencies=keyed)
+    async def openapi(request: Request) -> JSONResponse:
+        """The OpenAPI schema of the service."""
+        return JSONResponse(request.app.openapi())
+
+    @app.get("/docs", include_in_schema=False, dependencies=keyed)
+    async def docs(request: Request) -> HTMLResponse:
+        """Swagger UI over /openapi.json."""
+        root = request.scope.get("root_path", "")
+        return get_swagger_ui_html(openapi_url=f"{root}/openapi.json", title=app.title)
 
     return app

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+SECRET_SUFFIXES = ("_key", "_password", "_token", "_secret")
+# The password of scheme://user:password@host, in one URL or a comma list of them.
+URL_PASSWORD = re.compile(r"(://[^/:@\s,]*:)[^@\s,]*@")
 
 
 def default_data_dir() -> Path:
@@ -15,6 +19,20 @@ def default_data_dir() -> Path:
     import os
 
     return Path(os.environ.get("TINYLLM_DATA_DIR", REPO_ROOT / "data"))
+
+
+def shown(name: str, value: object) -> str:
+    """A setting's value fit to print or log: secrets as `(set)`, URL passwords as `***`.
+
+    Args:
+        name: the field's name; one ending in a `SECRET_SUFFIXES` entry is a secret.
+        value: the field's value; a SecretStr is a secret whatever its name.
+    """
+    if value is None:
+        return "None"
+    if isinstance(value, SecretStr) or name.lower().endswith(SECRET_SUFFIXES):
+        return "(set)"
+    return URL_PASSWORD.sub(r"\1***@", str(value))
 
 
 class ServiceSettings(BaseSettings):

@@ -8,7 +8,7 @@ from typing import Any
 
 import uvicorn
 
-from .config import ServiceSettings
+from .config import ServiceSettings, shown
 from .logs import setup_logging
 
 
@@ -19,9 +19,8 @@ def usage(name: str, settings: ServiceSettings) -> str:
     for field_name, field in type(settings).model_fields.items():
         alias = field.validation_alias
         env = alias.upper() if isinstance(alias, str) else f"{prefix}{field_name}".upper()
-        value = getattr(settings, field_name)
-        shown = "(set)" if "key" in field_name and value is not None else value
-        rows.append(f"  {env}\n      {field.description or ''} Now: {shown}")
+        now = shown(field_name, getattr(settings, field_name))
+        rows.append(f"  {env}\n      {field.description or ''} Now: {now}")
     return (f"usage: python -m {name}\n\nServes {name} over HTTP. It takes no arguments: "
             "every setting is an environment variable (or a line in .env):\n\n"
             + "\n".join(rows) + "\n")
