@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import statistics
 from pathlib import Path
 
 from llmserver.models import model_name
@@ -59,7 +60,7 @@ def _report(res: dict[str, dict[int, list[float]]], rounds: int, threads: int, f
     rows, missed = [], []
     for users in USERS:
         ratio = race.ratios(res["engine"][users], res.get("llama-server", {}).get(users, []))
-        if ratio and sorted(ratio)[len(ratio) // 2] < TARGET:
+        if ratio and statistics.median(ratio) < TARGET:
             missed.append(str(users))
         rows.append(f"| {users} | {race.spread(res.get('llama-server', {}).get(users, []))} | "
                     f"{race.spread(res['engine'][users])} | "
@@ -89,8 +90,6 @@ round.
 
 
 def plot(res: dict[str, dict[int, list[float]]], path: Path) -> None:
-    import statistics
-
     import matplotlib
 
     matplotlib.use("Agg")

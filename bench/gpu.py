@@ -16,6 +16,7 @@ import contextlib
 import logging
 import os
 import re
+import statistics
 import tempfile
 from pathlib import Path
 
@@ -98,7 +99,7 @@ def _report(res: dict[str, dict[int, list[float]]], batched: dict[int, list[floa
         peer = res.get("llama-server", {}).get(users, [])
         vs_server = race.ratios(res["engine"][users], peer)
         vs_batched = race.ratios(res["engine"][users], batched[users])
-        if vs_server and sorted(vs_server)[len(vs_server) // 2] < TARGET:
+        if vs_server and statistics.median(vs_server) < TARGET:
             missed.append(str(users))
         rows.append(" | ".join([f"| {users}", race.spread(batched[users]), race.spread(peer),
                                 race.spread(res["engine"][users]),

@@ -31,6 +31,7 @@ from llmserver.models import DEFAULT_MODEL, packaged_models
 from tinyllm.procs import ServiceProcess
 
 from . import cheapstep, llamacpp_tools
+from .race import spread
 
 log = logging.getLogger("tinyllm.bench")
 USERS = [1, 2, 4, 8]
@@ -199,13 +200,6 @@ def run(out_dir: Path, quick: bool = False) -> str:
     return f"{report}\n{cheap}\n{plot}\n"
 
 
-def _spread(values: list[float], fmt: str = "{:.0f}") -> str:
-    if not values:
-        return "n/a"
-    return f"{fmt.format(statistics.median(values))} [{fmt.format(min(values))}–" \
-           f"{fmt.format(max(values))}]"
-
-
 def _report(res: dict[str, dict[int, list[dict[str, float]]]], single: list[float],
             threads: int, flash: str, prompt_tokens: int, rounds: int, why: str,
             out_dir: Path) -> str:
@@ -216,7 +210,7 @@ def _report(res: dict[str, dict[int, list[dict[str, float]]]], single: list[floa
         return [a / b for a, b in zip(col("engine", users), col(side, users), strict=False)]
 
     def ms(side: str, users: int, key: str) -> str:
-        return _spread([1000 * v for v in col(side, users, key)])
+        return spread([1000 * v for v in col(side, users, key)])
 
     speed, latency, flags = [], [], []
     for users in USERS:
@@ -224,19 +218,19 @@ def _report(res: dict[str, dict[int, list[dict[str, float]]]], single: list[floa
             flags.append(f"at {users} users the engine beat llama.cpp's own batched decode in "
                          "every round: the two measure different spans; read with care")
         speed.append(" | ".join([
-            f"| {users}", *(_spread(col(side, users)) for side in
+            f"| {users}", *(spread(col(side, users)) for side in
                             ("batched", "smallest", "llama-server", "engine")),
-            *(_spread(ratio(users, side), "{:.2f}") for side in
+            *(spread(ratio(users, side), "{:.2f}") for side in
               ("batched", "smallest", "llama-server")),
-            _spread(col("engine", users, "tps_span")),
-            _spread(col("one-slot", users, "tps_span"))]) + " |")
+            spread(col("engine", users, "tps_span")),
+            spread(col("one-slot", users, "tps_span"))]) + " |")
         latency.append(" | ".join([
             f"| {users}", ms("engine", users, "ttft_max"), ms("engine", users, "ttft_med"),
             ms("llama-server", users, "ttft_max"), ms("llama-server", users, "ttft_med"),
             ms("one-slot", users, "ttft_max"),
-            f"{_spread(col('engine', users, 'cpu'), '{:.1f}')}, "
-            f"{_spread(col('engine', users, 'loop_cpu'), '{:.2f}')}, "
-            f"{_spread(col('engine', users, 'client_cpu'), '{:.2f}')}"]) + " |")
+            f"{spread(col('engine', users, 'cpu'), '{:.1f}')}, "
+            f"{spread(col('engine', users, 'loop_cpu'), '{:.2f}')}, "
+            f"{spread(col('engine', users, 'client_cpu'), '{:.2f}')}"]) + " |")
     one_user = col("engine", 1)
     single_ratio = [a / b for a, b in zip(one_user, single, strict=False)]
     _plot(res, single, out_dir / "llmserver.png")
@@ -279,8 +273,8 @@ threads included), its event-loop thread (HTTP, SSE) and this benchmark's own cl
 {header(LATENCY)}
 {chr(10).join(latency)}
 
-Single stream: `llama-bench` tg{ANSWER} {_spread(single)} tok/s, the engine at 1 user
-{_spread(one_user)} tok/s, ratio {_spread(single_ratio, '{:.2f}')} (target ≥ 0.9).
+Single stream: `llama-bench` tg{ANSWER} {spread(single)} tok/s, the engine at 1 user
+{spread(one_user)} tok/s, ratio {spread(single_ratio, '{:.2f}')} (target ≥ 0.9).
 Targets: aggregate at 4 and 8 users ≥ 0.9× `llama-batched-bench` (with the servers' cache);
 slowest TTFT at 8 users under 1 s.
 {flagged}

@@ -7,6 +7,7 @@ build that found no device) without a shell on the host.
 from __future__ import annotations
 
 import ctypes
+import functools
 import logging
 from dataclasses import dataclass
 
@@ -23,18 +24,27 @@ class Device:
     kind: str
 
 
-def devices() -> list[Device]:
-    """The backend devices ggml registered (the CPU, and each GPU a GPU build found)."""
+@functools.cache
+def _ggml() -> ctypes.CDLL:
+    """ggml's library with the signatures of the backend-registry calls used here."""
     from llama_cpp import _ggml
 
     lib = _ggml.libggml
-    lib.ggml_backend_dev_count.restype = ctypes.c_size_t
-    lib.ggml_backend_dev_get.argtypes = [ctypes.c_size_t]
-    lib.ggml_backend_dev_get.restype = ctypes.c_void_p
-    for fn in (lib.ggml_backend_dev_name, lib.ggml_backend_dev_description):
+    for fn in (lib.ggml_backend_dev_count, lib.ggml_backend_reg_count):
+        fn.restype = ctypes.c_size_t
+    for fn in (lib.ggml_backend_dev_get, lib.ggml_backend_reg_get):
+        fn.argtypes, fn.restype = [ctypes.c_size_t], ctypes.c_void_p
+    for fn in (lib.ggml_backend_dev_name, lib.ggml_backend_dev_description,
+               lib.ggml_backend_reg_name):
         fn.argtypes, fn.restype = [ctypes.c_void_p], ctypes.c_char_p
     lib.ggml_backend_dev_type.argtypes = [ctypes.c_void_p]
     lib.ggml_backend_dev_type.restype = ctypes.c_int
+    return lib
+
+
+def devices() -> list[Device]:
+    """The backend devices ggml registered (the CPU, and each GPU a GPU build found)."""
+    lib = _ggml()
     found = []
     for i in range(int(lib.ggml_backend_dev_count())):
         dev = lib.ggml_backend_dev_get(i)
@@ -44,22 +54,19 @@ def devices() -> list[Device]:
     return found
 
 
+def gpus() -> list[Device]:
+    """The devices llama.cpp can offload layers to."""
+    return [d for d in devices() if d.kind != "CPU"]
+
+
 def has_gpu() -> bool:
-    """Whether llama.cpp found a device to offload layers to."""
-    return any(d.kind in ("GPU", "iGPU", "accelerator") for d in devices())
+    return bool(gpus())
 
 
 def registries() -> list[str]:
     """The backends this build carries ("CPU", and "CUDA" in a CUDA build even where no
     device is found)."""
-    from llama_cpp import _ggml
-
-    lib = _ggml.libggml
-    lib.ggml_backend_reg_count.restype = ctypes.c_size_t
-    lib.ggml_backend_reg_get.argtypes = [ctypes.c_size_t]
-    lib.ggml_backend_reg_get.restype = ctypes.c_void_p
-    lib.ggml_backend_reg_name.argtypes = [ctypes.c_void_p]
-    lib.ggml_backend_reg_name.restype = ctypes.c_char_p
+    lib = _ggml()
     return [(lib.ggml_backend_reg_name(lib.ggml_backend_reg_get(i)) or b"").decode()
             for i in range(int(lib.ggml_backend_reg_count()))]
 
@@ -69,10 +76,10 @@ def summary(n_gpu_layers: int) -> list[str]:
     import llama_cpp
 
     lines = ["llama.cpp " + llama_cpp.llama_print_system_info().decode().strip()]
-    gpus = [d for d in devices() if d.kind != "CPU"]
-    if gpus:
+    found = gpus()
+    if found:
         layers = "every layer" if n_gpu_layers < 0 else f"{n_gpu_layers} layers"
-        for dev in gpus:
+        for dev in found:
             lines.append(f"GPU device {dev.name}: {dev.description}")
         lines.append(f"offloading {layers} to the GPU (LLMSERVER_N_GPU_LAYERS={n_gpu_layers})")
     else:
@@ -82,7 +89,7 @@ def summary(n_gpu_layers: int) -> list[str]:
             lines.append(f"{kind} build, but no {kind} device found: running on the CPU")
         else:
             lines.append("CPU build: running on the CPU")
-    if not gpus and n_gpu_layers != 0:
+    if not found and n_gpu_layers != 0:
         lines.append(f"LLMSERVER_N_GPU_LAYERS={n_gpu_layers} has no GPU to offload to: "
                      "every layer runs on the CPU")
     return lines
