@@ -8,16 +8,10 @@ from typing import Literal
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import SettingsConfigDict
 
-from services.config import ServiceSettings, default_data_dir
+from services.config import LOOPBACK, ServiceSettings, default_data_dir, split_list
 
 from .loopguard import LoopGuard
 from .proxies import Network, parse_networks
-
-LOOPBACK = {"127.0.0.1", "localhost", "::1"}
-
-
-def _split(value: str) -> list[str]:
-    return [part.strip() for part in value.split(",") if part.strip()]
 
 
 class Settings(ServiceSettings):
@@ -76,9 +70,6 @@ class Settings(ServiceSettings):
                                  "Empty: the header is never believed and the client is the "
                                  "TCP peer (behind a proxy, or docker-proxy, which sends no "
                                  "header, all clients then share one allowance).")
-    allowed_hosts: str = Field("", description="Comma list of Host names the chatbot answers "
-                               "(against DNS rebinding); * for any; empty: loopback names "
-                               "when HOST is loopback, any otherwise.")
     answer_lease_s: float = Field(15.0, gt=1, description="Seconds an answer holds its "
                                   "conversation without a heartbeat; a crashed answer shows "
                                   "as interrupted after it.")
@@ -145,21 +136,12 @@ class Settings(ServiceSettings):
     def database(self) -> str:
         return self.database_url or f"sqlite:///{default_data_dir() / 'chatbot' / 'chatbot.db'}"
 
-    def host_list(self) -> list[str] | None:
-        """Allowed Host names; None means any."""
-        names = [h.lower() for h in _split(self.allowed_hosts)]
-        if "*" in names:
-            return None
-        if names:
-            return names
-        return ["127.0.0.1", "localhost", "[::1]"] if self.host in LOOPBACK else None
-
     def llm_url_list(self) -> list[str]:
-        return [url.rstrip("/") for url in _split(self.llm_urls)]
+        return [url.rstrip("/") for url in split_list(self.llm_urls)]
 
     def llm_concurrency_list(self) -> list[int]:
         """Concurrency per URL: a single value applies to every URL."""
-        values = [int(v) for v in _split(self.llm_concurrency)] or [1]
+        values = [int(v) for v in split_list(self.llm_concurrency)] or [1]
         urls = self.llm_url_list()
         if len(values) == 1:
             return values * len(urls)

@@ -28,7 +28,6 @@ from .api.routes import (
 from .api.routes import auth as auth_routes
 from .auth import current_user, ensure_bootstrap_users
 from .config import Settings
-from .guard import BrowserGuard
 from .llm import LLMClient
 from .queue import FairQueue, Upstream
 from .rag_client import RagClient
@@ -61,9 +60,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.local_user = await ensure_bootstrap_users(app.state.db, settings)
         app.state.llm = LLMClient(queue, llm_key, settings.request_timeout_s)
         app.state.rag = RagClient(settings.rag_url, rag_key, settings.rag_timeout_s)
-        if settings.accounts() and settings.host_list() is None:
-            log.warning("CHATBOT_ALLOWED_HOSTS is unset: any Host name is answered; set it to "
-                        "the names users type, against DNS rebinding")
         try:
             yield
         finally:
@@ -74,7 +70,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     def limit_for(path: str) -> int:
         return settings.max_upload_bytes if _is_upload(path) else settings.max_body_bytes
 
-    app = base_app(settings, "chatbot", lifespan=lifespan, limit_for=limit_for)
+    app = base_app(settings, "chatbot", lifespan=lifespan, limit_for=limit_for,
+                   multipart=_is_upload)
 
     @app.middleware("http")
     async def security_headers(request: Request, call_next: Any) -> Response:
@@ -86,8 +83,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             response.headers.setdefault("Cache-Control", "no-store")
         return response
 
-    # Outermost: refuses foreign hosts and cross-site writes before anything reads the body.
-    app.add_middleware(BrowserGuard, hosts=settings.host_list(), multipart=_is_upload)
     for module in (ops, pages, auth_routes, chat, conversations, attachments, keys, users,
                    prompts, openai):
         app.include_router(module.router)

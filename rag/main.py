@@ -102,7 +102,8 @@ def create_app(settings: Settings | None = None, embedder: Embedder | None = Non
     def limit_for(path: str) -> int:
         return settings.max_upload_bytes if UPLOAD_PATH.match(path) else settings.max_body_bytes
 
-    app = base_app(settings, "rag", lifespan=lifespan, limit_for=limit_for)
+    app = base_app(settings, "rag", lifespan=lifespan, limit_for=limit_for,
+                   multipart=lambda path: UPLOAD_PATH.match(path) is not None)
     app.state.store = None
     app.state.embedder = None
     app.state.preloaded = embedder

@@ -12,6 +12,13 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 SECRET_SUFFIXES = ("_key", "_password", "_token", "_secret")
 # The password of scheme://user:password@host, in one URL or a comma list of them.
 URL_PASSWORD = re.compile(r"(://[^/:@\s,]*:)[^@\s,]*@")
+LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+LOOPBACK_NAMES = ["127.0.0.1", "localhost", "[::1]"]
+
+
+def split_list(value: str) -> list[str]:
+    """The non-empty items of a comma list, stripped."""
+    return [part.strip() for part in value.split(",") if part.strip()]
 
 
 def default_data_dir() -> Path:
@@ -51,3 +58,19 @@ class ServiceSettings(BaseSettings):
     max_body_bytes: int = Field(
         1_000_000, ge=1024, description="Largest request body accepted, in bytes (413 beyond)."
     )
+    allowed_hosts: str = Field("", description="Comma list of Host names answered (against DNS "
+                               "rebinding); * for any; empty: the loopback names when HOST is "
+                               "loopback, any otherwise.")
+
+    def host_list(self) -> list[str] | None:
+        """Allowed Host names (lower case, IPv6 in brackets); None means any."""
+        names = [h.lower() for h in split_list(self.allowed_hosts)]
+        if "*" in names:
+            return None
+        if names:
+            return names
+        return LOOPBACK_NAMES if self.host in LOOPBACK else None
+
+    def env_name(self, field: str) -> str:
+        """The environment variable of a field, e.g. LLMSERVER_ALLOWED_HOSTS."""
+        return f"{self.model_config.get('env_prefix', '')}{field}".upper()

@@ -37,7 +37,6 @@ class BodyLimitMiddleware:
             return
         limit = self.limit_for(scope.get("path", ""))
         headers = dict(scope.get("headers") or [])
-        scope = _json_by_default(scope, headers)
         declared = headers.get(b"content-length")
         if declared is not None:
             try:
@@ -87,17 +86,3 @@ async def _send_413(send: Send, limit: int) -> None:
         }
     )
     await send({"type": "http.response.body", "body": body})
-
-
-def _json_by_default(scope: dict, headers: dict[bytes, bytes]) -> dict:
-    """Read bodies sent without a JSON content type (`curl -d`) as JSON, as OpenAI does.
-
-    Multipart uploads and any other explicit type are left alone.
-    """
-    kind = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
-    if kind not in (b"", b"application/x-www-form-urlencoded", b"text/plain"):
-        return scope
-    if scope.get("method") not in ("POST", "PUT", "PATCH"):
-        return scope
-    rest = [(k, v) for k, v in scope.get("headers") or [] if k.lower() != b"content-type"]
-    return {**scope, "headers": rest + [(b"content-type", b"application/json")]}

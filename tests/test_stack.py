@@ -46,6 +46,12 @@ def test_compose_follows_the_house_rules() -> None:
             assert dep["condition"] == "service_healthy"
         # The default file runs anywhere: a GPU reservation fails on a host without the toolkit.
         assert "deploy" not in service, f"{name}: GPU reservations go in docker-compose.gpu.yml"
+        # Listening on 0.0.0.0, a service would answer any Host name (DNS rebinding) unless
+        # compose names the ones it publishes.
+        env = service.get("environment") or {}
+        if env.get(f"{name.upper()}_HOST") == "0.0.0.0":
+            default = env[f"{name.upper()}_ALLOWED_HOSTS"].split(":-", 1)[1].rstrip("}")
+            assert "127.0.0.1" in default.split(",") and "*" not in default, name
 
 
 def test_compose_gpu_file_reserves_the_card() -> None:

@@ -168,7 +168,7 @@ def test_trim_counts_each_message_once() -> None:
     ({"host": "localhost:5000", "content-type": "application/json"}, None, None),
 ])
 def test_browser_guard(headers: dict, status: int | None, code: str | None) -> None:
-    from chatbot.guard import BrowserGuard
+    from services.guard import BrowserGuard
 
     guard = BrowserGuard(None, ["127.0.0.1", "localhost", "[::1]"],
                          multipart=lambda p: p.endswith("/documents"))

@@ -10,6 +10,7 @@ from fastapi.testclient import TestClient
 
 from llmserver.config import Settings
 from llmserver.main import create_app
+from tests.utils.web import LOOPBACK_URL
 
 HI = [{"role": "user", "content": "hi"}]
 CHAT = "/v1/chat/completions"
@@ -96,7 +97,7 @@ def test_server_still_answers_after_bad_input(llm_server) -> None:
 @pytest.fixture(scope="module")
 def keyed(models_dir):
     settings = Settings(api_key="s3cret", models_dir=models_dir)
-    with TestClient(create_app(settings)) as client:
+    with TestClient(create_app(settings), base_url=LOOPBACK_URL) as client:
         wait_ready(client)
         yield client
 
@@ -127,7 +128,8 @@ def test_api_key_accepted_and_health_public(keyed: TestClient) -> None:
 
 
 def test_health_503_while_loading(models_dir) -> None:
-    client = TestClient(create_app(Settings(models_dir=models_dir)))  # lifespan not run
+    # lifespan not run
+    client = TestClient(create_app(Settings(models_dir=models_dir)), base_url=LOOPBACK_URL)
     response = client.get("/health")
     assert response.status_code == 503
     assert response.json()["dependencies"] == {"model": "loading"}
@@ -138,7 +140,7 @@ def test_health_503_while_loading(models_dir) -> None:
 
 def test_health_503_when_default_model_missing(models_dir) -> None:
     settings = Settings(models_dir=models_dir, default_model="absent")
-    with TestClient(create_app(settings)) as client:
+    with TestClient(create_app(settings), base_url=LOOPBACK_URL) as client:
         wait_ready(client)
         response = client.get("/health")
         assert response.status_code == 503

@@ -12,6 +12,7 @@ from fastapi.testclient import TestClient
 
 from llmserver.config import Settings
 from llmserver.main import create_app
+from tests.utils.web import LOOPBACK_URL
 
 HI = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 5, "stream": True}
 
@@ -19,7 +20,7 @@ HI = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 5, "stream"
 @pytest.fixture()
 def app_client(models_dir) -> Iterator[TestClient]:
     app = create_app(Settings(models_dir=models_dir, parallel=2))
-    with TestClient(app) as client:
+    with TestClient(app, base_url=LOOPBACK_URL) as client:
         for _ in range(300):
             if app.state.inference.pool.state != "loading":
                 break

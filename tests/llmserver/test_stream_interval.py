@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from tests.utils.procs import ServiceProcess
+from tests.utils.web import LOOPBACK_URL
 
 INTERVAL_MS = 250
 TOKENS = 40
@@ -74,7 +75,7 @@ def test_a_whole_answer_is_handed_over_once_at_its_end(models_dir, monkeypatch) 
     app = create_app(Settings(models_dir=models_dir, parallel=2))
     handed: list[tuple[bool, int, str]] = []  # (whole, engine step, event kind)
     real_emit = Task.emit
-    with TestClient(app) as client:
+    with TestClient(app, base_url=LOOPBACK_URL) as client:
         for _ in range(300):
             if app.state.inference.pool.state != "loading":
                 break

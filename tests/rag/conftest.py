@@ -11,6 +11,7 @@ from fastapi.testclient import TestClient
 
 from rag.embedder import Embedder
 from rag.main import create_app
+from tests.utils.web import LOOPBACK_URL
 
 from .helpers import ONNX_CACHE, make_settings, wait_ready
 
@@ -28,7 +29,7 @@ def client(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder
            ) -> Iterator[TestClient]:
     """One embedded-mode app for the tests that only need a working service."""
     settings = make_settings(tmp_path_factory.mktemp("rag"))
-    with TestClient(create_app(settings, embedder)) as c:
+    with TestClient(create_app(settings, embedder), base_url=LOOPBACK_URL) as c:
         wait_ready(c)
         yield c
 

@@ -15,6 +15,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from rag.main import create_app
+from tests.utils.web import LOOPBACK_URL
 
 from .docs import CORPUS, QUESTIONS, make_docx, make_pdf
 from .helpers import make_settings, upload, wait_ready
@@ -54,7 +55,7 @@ def observe(client: TestClient, name: str) -> dict[str, Any]:
 
 
 def run(settings: Any, embedder: Any, name: str) -> dict[str, Any]:
-    with TestClient(create_app(settings, embedder)) as client:
+    with TestClient(create_app(settings, embedder), base_url=LOOPBACK_URL) as client:
         wait_ready(client)
         operations(client, name)
         seen = observe(client, name)
@@ -71,7 +72,7 @@ def test_embedded_results_survive_a_restart(embedded, embedder):
     seen = embedded["seen"]
     assert seen["docs"] and "python.md" not in [d[1] for d in seen["docs"]]
     assert any(hits for hits in seen["searches"])
-    with TestClient(create_app(embedded["settings"], embedder)) as client:
+    with TestClient(create_app(embedded["settings"], embedder), base_url=LOOPBACK_URL) as client:
         wait_ready(client)
         assert observe(client, "congruence") == seen
 
@@ -88,6 +89,6 @@ def test_server_gives_the_same_results_as_embedded(embedded, embedder, tmp_path)
     try:
         seen = run(settings, embedder, name)
     finally:
-        with TestClient(create_app(settings, embedder)) as client:
+        with TestClient(create_app(settings, embedder), base_url=LOOPBACK_URL) as client:
             client.delete(f"/collections/{name}")
     assert seen == embedded["seen"]

@@ -12,6 +12,7 @@ from fastapi.testclient import TestClient
 from rag.embedder import Embedder, packaged_model_dir
 from rag.main import create_app
 from rag.onnx_backend import OnnxEncoder, export
+from tests.utils.web import LOOPBACK_URL
 
 from .docs import CORPUS, QUESTIONS
 from .helpers import make_settings, upload, wait_ready
@@ -54,7 +55,7 @@ def test_onnx_runs_without_torch(exported):
 def test_service_with_the_onnx_backend(exported, tmp_path):
     settings = make_settings(tmp_path, embedding_backend="onnx",
                              embedding_onnx_file=exported["int8"])
-    with TestClient(create_app(settings)) as client:
+    with TestClient(create_app(settings), base_url=LOOPBACK_URL) as client:
         wait_ready(client, timeout=120)
         embedder: Embedder = client.app.state.embedder
         assert embedder.backend == "onnx" and embedder.model is None

@@ -6,6 +6,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from rag.main import create_app
+from tests.utils.web import LOOPBACK_URL
 
 from . import gitdocs
 from .helpers import make_settings, wait_ready
@@ -20,7 +21,7 @@ def scores(tmp_path_factory, embedder):
         pytest.fail(f"the {gitdocs.PACKAGE} Debian package is missing: run "
                     "scripts/setup.sh --test")
     settings = make_settings(tmp_path_factory.mktemp("git"), max_upload_bytes=50_000_000)
-    with TestClient(create_app(settings, embedder)) as client:
+    with TestClient(create_app(settings, embedder), base_url=LOOPBACK_URL) as client:
         wait_ready(client)
         response = client.post("/collections/git/documents",
                                files=[("files", doc) for doc in gitdocs.load()])

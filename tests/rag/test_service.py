@@ -7,13 +7,14 @@ from fastapi.testclient import TestClient
 
 from rag.main import create_app
 from tests.utils.procs import free_port
+from tests.utils.web import LOOPBACK_URL
 
 from .helpers import assert_error, make_settings, upload, wait_ready
 
 
 def test_api_key_guards_everything_but_health(tmp_path, embedder):
     settings = make_settings(tmp_path, api_key="s3cret")
-    with TestClient(create_app(settings, embedder)) as client:
+    with TestClient(create_app(settings, embedder), base_url=LOOPBACK_URL) as client:
         wait_ready(client)
         assert client.get("/health").status_code == 200
         for method, path in [("get", "/collections"), ("post", "/search"),
@@ -32,7 +33,7 @@ def test_api_key_guards_everything_but_health(tmp_path, embedder):
 
 def test_embedder_that_fails_to_load_reports_503(tmp_path):
     settings = make_settings(tmp_path, embedding_model=tmp_path / "no-such-model")
-    with TestClient(create_app(settings)) as client:
+    with TestClient(create_app(settings), base_url=LOOPBACK_URL) as client:
         for _ in range(200):
             body = client.get("/health").json()
             if body["dependencies"]["embedder"] != "loading":
@@ -51,7 +52,7 @@ def test_embedder_that_fails_to_load_reports_503(tmp_path):
 def test_qdrant_server_down_is_503(tmp_path, embedder):
     url = f"http://127.0.0.1:{free_port()}"
     settings = make_settings(tmp_path, qdrant_url=url)
-    with TestClient(create_app(settings, embedder)) as client:
+    with TestClient(create_app(settings, embedder), base_url=LOOPBACK_URL) as client:
         response = client.get("/health")
         assert response.status_code == 503
         assert response.json()["dependencies"]["qdrant"] == "down"

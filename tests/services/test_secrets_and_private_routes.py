@@ -58,7 +58,7 @@ def test_env_example_shows_defaults_not_the_environment(monkeypatch: pytest.Monk
 
 
 def _base(api_key: str | None, _tmp: Path) -> FastAPI:
-    return base_app(ServiceSettings(api_key=api_key), "test")
+    return base_app(ServiceSettings(api_key=api_key, allowed_hosts="*"), "test")
 
 
 def _chatbot(api_key: str | None, tmp: Path) -> FastAPI:
