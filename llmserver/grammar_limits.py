@@ -50,7 +50,7 @@ def _repeat(value: Any, where: str, param: str) -> int:
     if not value <= MAX_REPEAT:  # NaN too
         raise APIError(400, f"{where} asks for more repetitions than the {MAX_REPEAT} "
                        "supported.", code="repetition_too_large", param=param)
-    return max(int(value), 0)
+    return int(value) if value > 0 else 0  # -inf too
 
 
 def _pattern_cost(pattern: str, name: int, param: str) -> int:

@@ -8,7 +8,7 @@ from typing import Any
 
 from fastapi import Depends, FastAPI, Request, Response
 from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
 
 from .auth import require_api_key
 from .config import ServiceSettings
@@ -61,7 +61,7 @@ def base_app(
 
     keyed = [Depends(require_api_key)]
 
-    @app.get("/metrics", tags=["ops"], dependencies=keyed)
+    @app.get("/metrics", tags=["ops"], dependencies=keyed, response_class=PlainTextResponse)
     async def metrics(request: Request) -> Response:
         """Prometheus text format."""
         return request.app.state.metrics.render()

@@ -96,3 +96,9 @@ async def sse_events(response: httpx.Response) -> AsyncIterator[dict[str, Any] |
             yield json.loads(data)
         except ValueError as exc:
             raise UpstreamBadResponse("upstream stream", 200, data) from exc
+
+
+# OpenAPI `responses` of a route that answers JSON, or SSE when the request asks to stream.
+STREAMED_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"description": "JSON; or, when `stream` is true, server-sent events.",
+          "content": {"application/json": {}, "text/event-stream": {}}}}

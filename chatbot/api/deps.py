@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Path, Request
 
 from ..auth import Principal, current_user, require_admin
 from ..config import Settings
@@ -35,3 +35,6 @@ RagDep = Annotated[RagClient, Depends(get_rag)]
 DbDep = Annotated[Database, Depends(get_db)]
 UserDep = Annotated[Principal, Depends(current_user)]
 AdminDep = Annotated[Principal, Depends(require_admin)]
+# A database row id in a path: the databases' 64-bit integers, so a huge one is a 400, not a
+# driver's overflow.
+RowId = Annotated[int, Path(ge=1, le=2**63 - 1)]

@@ -56,7 +56,8 @@ async def models(_: UserDep, llm: LLMDep) -> dict[str, Any]:
     return await llm.models()
 
 
-@router.post("/chat")
+@router.post("/chat", response_class=EventSourceResponse,
+             responses={200: {"content": {"text/event-stream": {}}}})
 async def chat(body: ChatIn, request: Request, user: UserDep, settings: SettingsDep,
                db: DbDep, llm: LLMDep, rag: RagDep) -> EventSourceResponse:
     """Answer as SSE events: conversation, notice, status, token, sources, done or error."""

@@ -126,7 +126,8 @@ def markdown(conv: dict[str, Any], agent: str) -> str:
     return "\n".join(lines)
 
 
-@router.get("/{conversation_id}/export")
+@router.get("/{conversation_id}/export", responses={200: {"content": {
+    "text/markdown": {}, "application/json": {}}}})
 async def export(conversation_id: str, user: UserDep, db: DbDep, settings: SettingsDep,
                  format: Literal["markdown", "json"] = "markdown") -> Response:
     """Download one conversation as Markdown or JSON."""

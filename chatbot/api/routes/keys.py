@@ -11,7 +11,7 @@ from services.errors import APIError
 
 from ... import auth
 from ...store import api_keys
-from ..deps import DbDep, UserDep
+from ..deps import DbDep, RowId, UserDep
 
 router = APIRouter(prefix="/api/keys", tags=["keys"])
 MAX_KEYS = 20
@@ -46,7 +46,7 @@ async def create_key(body: KeyIn, user: UserDep, db: DbDep) -> dict[str, Any]:
 
 
 @router.delete("/{key_id}")
-async def delete_key(key_id: int, user: UserDep, db: DbDep) -> dict[str, Any]:
+async def delete_key(key_id: RowId, user: UserDep, db: DbDep) -> dict[str, Any]:
     """Revoke a key."""
     if not await db.run(lambda s: api_keys.delete(s, user.id, key_id)):
         raise APIError(404, "No such key.", code="key_not_found")

@@ -12,6 +12,8 @@ from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse
 from sse_starlette import EventSourceResponse
 
+from services.http import STREAMED_RESPONSES
+
 from ... import commands, gateway, pipeline
 from ...auth import require_gateway_key
 from ...store import prompts as stored_prompts
@@ -49,14 +51,15 @@ async def _answer(req: gateway.ChatRequest | gateway.CompletionRequest, settings
                                send_timeout=settings.stream_idle_s)
 
 
-@router.post("/chat/completions", response_model=None)
+@router.post("/chat/completions", response_model=None,
+             responses=STREAMED_RESPONSES)
 async def chat_completions(req: gateway.ChatRequest, settings: SettingsDep, llm: LLMDep,
                            rag: RagDep, db: DbDep) -> JSONResponse | EventSourceResponse:
     """Chat completion (stream or not); `collection(s)` adds sources from rag."""
     return await _answer(req, settings, llm, rag, db)
 
 
-@router.post("/completions", response_model=None)
+@router.post("/completions", response_model=None, responses=STREAMED_RESPONSES)
 async def completions(req: gateway.CompletionRequest, settings: SettingsDep, llm: LLMDep,
                       rag: RagDep, db: DbDep) -> JSONResponse | EventSourceResponse:
     """Text completion (stream or not), as llmserver serves it."""

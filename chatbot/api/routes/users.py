@@ -13,7 +13,7 @@ from services.errors import APIError
 from ... import auth
 from ...store import attachments, logins, users
 from ...store.models import User
-from ..deps import AdminDep, DbDep, LLMDep, RagDep, SettingsDep
+from ..deps import AdminDep, DbDep, LLMDep, RagDep, RowId, SettingsDep
 from .attachments import drop_collection, drop_collections_first
 from .auth import SIGNUP
 
@@ -63,7 +63,7 @@ async def add_user(body: NewUser, _: AdminDep, db: DbDep) -> dict[str, Any]:
 
 
 @router.patch("/users/{user_id}")
-async def update_user(user_id: int, body: UserPatch, admin: AdminDep,
+async def update_user(user_id: RowId, body: UserPatch, admin: AdminDep,
                       db: DbDep) -> dict[str, Any]:
     """Disable or enable, make admin or not, set a new password (ends their logins)."""
     if user_id == admin.id and (body.disabled or body.is_admin is False):
@@ -92,7 +92,7 @@ async def update_user(user_id: int, body: UserPatch, admin: AdminDep,
 
 
 @router.delete("/users/{user_id}")
-async def delete_user(user_id: int, admin: AdminDep, db: DbDep,
+async def delete_user(user_id: RowId, admin: AdminDep, db: DbDep,
                       rag: RagDep) -> dict[str, Any]:
     """Delete an account with its conversations, logins, keys and attached files in rag."""
     if user_id == admin.id:

@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 
 from services.auth import require_api_key
+from services.http import STREAMED_RESPONSES
 
 from ...models import context_length
 from ...schemas import ChatCompletionRequest, CompletionRequest
@@ -40,14 +41,14 @@ async def list_models(inference: InferenceDep, settings: SettingsDep) -> dict[st
     return {"object": "list", "data": data}
 
 
-@router.post("/chat/completions")
+@router.post("/chat/completions", responses=STREAMED_RESPONSES)
 async def chat_completions(body: ChatCompletionRequest, request: Request,
                            inference: InferenceDep) -> Any:
     """Chat completion, streamed as SSE when `stream` is true."""
     return await inference.chat(body, gone(request))
 
 
-@router.post("/completions")
+@router.post("/completions", responses=STREAMED_RESPONSES)
 async def completions(body: CompletionRequest, request: Request, inference: InferenceDep) -> Any:
     """Text completion, streamed as SSE when `stream` is true."""
     return await inference.complete(body, gone(request))
