@@ -33,6 +33,10 @@ USERS = [1, 2, 4, 8]
 # client, the fairer race on 2 cores, where spinning llama.cpp threads stall every wake-up.
 THREADS: list[int | None] = [None, 1]
 TTFT_TARGET_MS = 5.0
+# At 8 concurrent streams, through the chatbot against direct: aggregate tokens/s ratio, and
+# how much later the slowest first token may come (paired by repeat).
+AGG_TARGET = 0.9
+SLOWEST_TARGET_MS = 150.0
 DB_TARGET_MS = 5.0
 LIST_TARGET_MS = 50.0
 
@@ -77,20 +81,48 @@ def stream_once(client: httpx.Client, base: str, prompt: str,
             "error": error, "truncated": not ok and error is None}
 
 
-def concurrent_run(base: str, users: int, tag: str,
-                   max_tokens: int = MAX_TOKENS) -> dict[str, Any]:
+def browser_once(client: httpx.Client, base: str, prompt: str) -> dict[str, Any]:
+    """One browser chat turn (`POST /api/chat`, a new conversation), read to its end; its
+    answer length is the chatbot's CHATBOT_ANSWER_TOKENS, tokens = token events."""
+    start = time.perf_counter()
+    first, tokens, done, error = None, 0, False, None
+    try:
+        with client.stream("POST", base + "/api/chat", json={"message": prompt}) as response:
+            if response.status_code != 200:
+                return {"error": f"HTTP {response.status_code}", "truncated": False}
+            for line in response.iter_lines():
+                if line.startswith("event: token"):
+                    first = first or time.perf_counter()
+                    tokens += 1
+                elif line.startswith("event: done"):
+                    done = True
+                elif line.startswith("event: error"):
+                    error = "error event"
+    except httpx.HTTPError as exc:
+        error = type(exc).__name__
+    return {"ttft": (first - start) if first else None, "tokens": tokens, "error": error,
+            "truncated": not done and error is None}
+
+
+def concurrent_run(base: str, users: int, tag: str, max_tokens: int = MAX_TOKENS,
+                   browser: bool = False) -> dict[str, Any]:
+    def one(i: int) -> dict[str, Any]:
+        prompt = f"[{tag} user {i}] {PROMPT}"
+        if browser:
+            return browser_once(clients[i], base, prompt)
+        return stream_once(clients[i], base, prompt, max_tokens)
+
     with concurrent.futures.ThreadPoolExecutor(users) as pool:
         clients = [httpx.Client(timeout=600) for _ in range(users)]
         start = time.perf_counter()
-        results = list(pool.map(lambda i: stream_once(clients[i], base,
-                                                      f"[{tag} user {i}] {PROMPT}", max_tokens),
-                                range(users)))
+        results = list(pool.map(one, range(users)))
         wall = time.perf_counter() - start
         for c in clients:
             c.close()
     ttfts = sorted(r["ttft"] for r in results if r.get("ttft") is not None)
     return {"users": users, "tps": sum(r.get("tokens", 0) for r in results) / wall,
             "p50": _pct(ttfts, 50), "p95": _pct(ttfts, 95),
+            "max": ttfts[-1] if ttfts else float("nan"),
             "errors": sum(1 for r in results if r.get("error")),
             "truncated": sum(1 for r in results if r.get("truncated"))}
 
@@ -120,25 +152,30 @@ def gateway_side(threads: int | None, rounds: int, users: list[int], repeats: in
             ServiceProcess("chatbot", "CHATBOT_", env={
                 "CHATBOT_LLM_URLS": llm.url + "/v1", "CHATBOT_QUEUE_SIZE": "32",
                 "CHATBOT_RAG_URL": "http://127.0.0.1:9", "CHATBOT_AUTH": "none",
+                "CHATBOT_ANSWER_TOKENS": str(max_tokens), "CHATBOT_TEMPERATURE": "0",
                 "CHATBOT_DATABASE_URL": "sqlite://"}) as bot, \
             httpx.Client(timeout=600) as client:
         paths = {"direct": llm.url, "gateway": bot.url}
+        # The browser's route too, in the concurrent cells (its prompt adds the persona).
+        cells = {**paths, "browser": bot.url}
         for base in paths.values():  # warm-up, not counted
             stream_once(client, base, "warm " + PROMPT, max_tokens)
         single: dict[str, list[dict[str, Any]]] = {"direct": [], "gateway": []}
         for i in range(rounds):
             order = list(paths.items()) if i % 2 == 0 else list(paths.items())[::-1]
             for name, base in order:
-                # The same prompt on both sides (unique per round, so no prompt cache helps).
-                single[name].append(stream_once(client, base, f"[round {i}] {PROMPT}",
+                # Each side its own question of the same length: the second side would
+                # otherwise find the whole prompt in llmserver's prefix cache.
+                single[name].append(stream_once(client, base, f"[{name[0]} round {i}] {PROMPT}",
                                                 max_tokens))
-        conc: dict[str, dict[int, list[dict[str, Any]]]] = {"direct": {}, "gateway": {}}
+        conc: dict[str, dict[int, list[dict[str, Any]]]] = {name: {} for name in cells}
         for r in range(repeats):
-            for j, n in enumerate(users):  # interleaved: both paths meet the same noise
-                order = list(paths.items()) if (j + r) % 2 == 0 else list(paths.items())[::-1]
+            for j, n in enumerate(users):  # interleaved: every path meets the same noise
+                order = list(cells.items())
+                order = order[(j + r) % len(order):] + order[:(j + r) % len(order)]
                 for name, base in order:
-                    conc[name].setdefault(n, []).append(
-                        concurrent_run(base, n, f"rep{r} n{n}", max_tokens))
+                    conc[name].setdefault(n, []).append(concurrent_run(
+                        base, n, f"{name[0]} rep{r} n{n}", max_tokens, name == "browser"))
     diffs = [(g["ttft"] - d["ttft"]) * 1000 for d, g in
              zip(single["direct"], single["gateway"], strict=True)
              if d.get("ttft") and g.get("ttft")]
@@ -220,6 +257,18 @@ def run(out_dir: Path, quick: bool = False) -> str:
     return _report(sides, db_ttft, rows, writes, fill_s, n_conv, rounds, repeats, max_tokens)
 
 
+def _target_verdict(name: str, users: int, ratios: list[float], later: list[float]) -> str:
+    """Met or missed: aggregate ≥ AGG_TARGET × direct, slowest first token ≤ direct's +
+    SLOWEST_TARGET_MS (medians over the repeats)."""
+    ratio = statistics.median(ratios) if ratios else float("nan")
+    delay = statistics.median(later) if later else float("nan")
+    met = ratio >= AGG_TARGET and delay <= SLOWEST_TARGET_MS
+    return (f"- {users} streams through {'/v1' if name == 'gateway' else 'the browser route'}: "
+            f"aggregate {ratio:.2f}× direct (target ≥ {AGG_TARGET}), slowest first token "
+            f"{delay:+.0f} ms (target ≤ +{SLOWEST_TARGET_MS:.0f}): "
+            f"**{'met' if met else 'missed'}**")
+
+
 def _verdict(value: float, target: float) -> str:
     return f"**met** (≤ {target:g})" if value <= target else \
         f"**missed** by {value - target:.1f} ms (target ≤ {target:g})"
@@ -231,8 +280,11 @@ def _report(sides: list[dict[str, Any]], db_ttft: dict[str, Any], rows: list[dic
     parts = ["## chatbot: the gateway (:5000) against llmserver direct (:8000), and its "
              "database\n", *([note + "\n"] if note else []),
              f"SmolLM2-135M-Instruct Q4_1, {max_tokens} answer tokens at temperature 0, "
-             "streaming, the identical prompt on both paths in each round (order alternating); "
-             "the gateway sends every request through its fair queue to the same llmserver. "
+             "streaming, each path its own question of the same length (order alternating, so "
+             "neither finds the other's prompt in llmserver's prefix cache); the chatbot sends "
+             "every request through its fair queue to the same llmserver, as many at once as "
+             "llmserver advertises slots. The browser route (`POST /api/chat`, a new "
+             "conversation each) adds the persona prompt and stores the turn. "
              f"Single streams: {rounds} rounds per path. Concurrent cells: {repeats} repeats, "
              "shown as min / median / max.\n"]
     for side in sides:
@@ -242,14 +294,19 @@ def _report(sides: list[dict[str, Any]], db_ttft: dict[str, Any], rows: list[dic
         added = statistics.median(diffs) if diffs else float("nan")
         negative = " (negative beyond noise: the measurement is noisier than the effect)" \
             if diffs and max(diffs) < 0 else ""
-        rows_c = []
+        rows_c, verdicts = [], []
         for n in sorted(side["conc"]["direct"]):
-            d, g = side["conc"]["direct"][n], side["conc"]["gateway"][n]
-            ratios = [b["tps"] / a["tps"] for a, b in zip(d, g, strict=True) if a["tps"]]
-            rows_c.append(
-                f"| {n} | {spread([c['tps'] for c in d])} | {spread([c['tps'] for c in g])} | "
-                f"{spread(ratios, '{:.2f}')} | {spread([c['p50'] * 1000 for c in g], '{:.0f}')} "
-                f"| {sum(c['errors'] for c in g)} / {sum(c['truncated'] for c in g)} |")
+            d = side["conc"]["direct"][n]
+            cells = [f"| {n} | {spread([c['tps'] for c in d])}"]
+            for name in ("gateway", "browser"):
+                g = side["conc"][name][n]
+                ratios = [b["tps"] / a["tps"] for a, b in zip(d, g, strict=True) if a["tps"]]
+                later = [(b["max"] - a["max"]) * 1000 for a, b in zip(d, g, strict=True)]
+                cells.append(f"{spread(ratios, '{:.2f}')} | {spread(later, '{:.0f}')} | "
+                             f"{sum(c['errors'] for c in g)} / {sum(c['truncated'] for c in g)}")
+                if n == max(side["conc"]["direct"]):
+                    verdicts.append(_target_verdict(name, n, ratios, later))
+            rows_c.append(" | ".join(cells) + " |")
         parts.append(f"""### llama.cpp threads: {label}
 
 | metric | min / median / max | verdict |
@@ -258,10 +315,11 @@ def _report(sides: list[dict[str, Any]], db_ttft: dict[str, Any], rows: list[dic
 {_verdict(added, TTFT_TARGET_MS)}{negative} |
 | decode tokens/s, gateway / direct | {spread(decode, '{:.3f}')} | target ≥ 0.98 |
 
-| users | direct tok/s | gateway tok/s | ratio | gateway TTFT p50 (ms) | \
-gateway errors / truncated |
-|---|---|---|---|---|---|
-""" + "\n".join(rows_c) + "\n")
+| users | direct tok/s | /v1 ÷ direct tok/s | /v1 slowest first token − direct's (ms) | \
+/v1 errors / truncated | browser ÷ direct tok/s | browser slowest first token − direct's (ms) \
+| browser errors / truncated |
+|---|---|---|---|---|---|---|---|
+""" + "\n".join(rows_c) + "\n\n" + "\n".join(verdicts) + "\n")
     added = {n: [a - b for a, b in zip(db_ttft["disk"][n], db_ttft["memory"][n], strict=True)]
              for n in (1, 8)}
     db_rows = "\n".join(
@@ -317,7 +375,7 @@ def _plot(sides: list[dict[str, Any]], path: Path) -> None:
 
     fig, axes = plt.subplots(1, len(sides), figsize=(6 * len(sides), 3.4), squeeze=False)
     for ax, side in zip(axes[0], sides, strict=True):
-        for name, color in (("direct", "#888"), ("gateway", "#3b7")):
+        for name, color in (("direct", "#888"), ("gateway", "#3b7"), ("browser", "#37b")):
             cells = side["conc"][name]
             xs = sorted(cells)
             ax.plot(xs, [statistics.median(c["tps"] for c in cells[n]) for n in xs], "o-",

@@ -110,9 +110,7 @@ async def login(request: Request, response: Response, username: str, password: s
     """
     settings: Settings = request.app.state.settings
     db: Database = request.app.state.db
-    client = client_key(request.client.host if request.client else None,
-                        request.headers.getlist("x-forwarded-for"),
-                        settings.trusted_proxy_networks())
+    client = _client(request)
     account = f"user:{username.lower()}"
     limits = {account: settings.login_attempts, f"client:{client}": settings.login_attempts * 5}
 
@@ -162,7 +160,22 @@ async def current_user(request: Request) -> Principal:
             lambda s: logins.user_for(s, digest(token), settings.session_ttl_s))
     if user is None:
         raise APIError(401, "Log in first.", code="login_required")
+    request.state.requester = f"user:{user.id}"
     return Principal.of(user)
+
+
+def _client(request: Request) -> str:
+    """The client address a request counts against (X-Forwarded-For from trusted proxies)."""
+    settings: Settings = request.app.state.settings
+    return client_key(request.client.host if request.client else None,
+                      request.headers.getlist("x-forwarded-for"),
+                      settings.trusted_proxy_networks())
+
+
+def requester(request: Request) -> str:
+    """Whose turn a generation is in the fair queue: the account or key the auth
+    dependencies recorded, else (no accounts, no key) the client address."""
+    return getattr(request.state, "requester", None) or f"client:{_client(request)}"
 
 
 async def require_admin(request: Request) -> Principal:
@@ -193,9 +206,11 @@ async def require_gateway_key(request: Request) -> None:
         raise APIError(401, "Missing API key: send 'Authorization: Bearer <key>'.",
                        code="missing_api_key")
     if service_key is not None and secrets.compare_digest(token.encode(), service_key.encode()):
+        request.state.requester = "service-key"
         return
     if token.startswith(KEY_PREFIX):
         user = await request.app.state.db.run(lambda s: api_keys.user_for(s, digest(token)))
         if user is not None:
+            request.state.requester = f"user:{user.id}"
             return
     raise APIError(401, "Incorrect API key provided.", code="invalid_api_key")

@@ -43,6 +43,7 @@ class TurnRequest:
     model: str
     collection: str | None
     options: dict[str, Any] | None = None  # rag_k, think: set by commands, kept with the chat
+    requester: str = ""  # whose turn it is in the fair queue
 
 
 def files_block(files: list[tuple[str, str]]) -> str:
@@ -81,7 +82,7 @@ async def run_turn(req: TurnRequest, settings: Settings, db: Database, llm: LLMC
     yield event("conversation", {"id": cid, "title": begun.conversation.title,
                                  "answer_id": answer_id})
     parts: list[str] = []
-    prepared = pipeline.Prepared("/chat/completions", {})
+    prepared = pipeline.Prepared("/chat/completions", {}, requester=req.requester)
     status, meta = "stopped", {}
     saved_at = time.monotonic()
 

@@ -23,8 +23,18 @@ class Settings(ServiceSettings):
     llm_urls: str = Field("http://127.0.0.1:8000/v1",
                           description="Comma list of llmserver (OpenAI-compatible) base URLs, "
                                       "each ending in /v1.")
-    llm_concurrency: str = Field("1", description="Generations in flight per LLM URL: one number "
-                                                  "for all, or a comma list matching LLM_URLS.")
+    llm_concurrency: str = Field("auto", description="Generations in flight per LLM URL: auto "
+                                 "(the slots the server advertises in /v1/models, followed "
+                                 "every SLOTS_REFRESH_S; 1 where it advertises none), or a "
+                                 "number; one value for all, or a comma list matching "
+                                 "LLM_URLS.")
+    slots_refresh_s: float = Field(15.0, gt=0, description="How often auto concurrency asks "
+                                   "each LLM URL for its slots (a restart with other "
+                                   "settings is followed).")
+    requester_queue: int = Field(16, ge=1, le=10_000, description="Answers one person (an "
+                                 "account, an API key, or a client address without "
+                                 "accounts) may have running or waiting; 429 beyond. Waiters "
+                                 "are served person by person in turn.")
     llm_api_key: SecretStr | None = Field(None, description="Bearer key sent to llmserver.")
     queue_size: int = Field(32, ge=0, le=10_000,
                             description="Requests allowed to wait for a model; 429 beyond.")
@@ -139,9 +149,12 @@ class Settings(ServiceSettings):
     def llm_url_list(self) -> list[str]:
         return [url.rstrip("/") for url in split_list(self.llm_urls)]
 
-    def llm_concurrency_list(self) -> list[int]:
-        """Concurrency per URL: a single value applies to every URL."""
-        values = [int(v) for v in split_list(self.llm_concurrency)] or [1]
+    def llm_concurrency_list(self) -> list[int | None]:
+        """Concurrency per URL (None: auto); a single value applies to every URL."""
+        values = [None if v.lower() == "auto" else int(v)
+                  for v in split_list(self.llm_concurrency)] or [None]
+        if any(v is not None and v < 1 for v in values):
+            raise ValueError("CHATBOT_LLM_CONCURRENCY: auto or a number of at least 1")
         urls = self.llm_url_list()
         if len(values) == 1:
             return values * len(urls)

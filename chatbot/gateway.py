@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from services.errors import APIError
 
 from . import commands, links, pipeline, templates
+from .assemble import Choices
 from .config import Settings
 from .llm import LLMClient, sse_json
 from .prompt import sources_block
@@ -60,7 +61,8 @@ def text_of(message: Message) -> str:
 
 
 async def prepare(req: ChatRequest | CompletionRequest, settings: Settings,
-                  rag: RagClient, edited: dict[str, str] | None = None) -> pipeline.Prepared:
+                  rag: RagClient, edited: dict[str, str] | None = None,
+                  requester: str = "") -> pipeline.Prepared:
     """The upstream body, with the retrieved sources in it when collections are named, or
     (for TinyLLM's chat clients) the page a link points at; `edited`: the admin's prompts."""
     body = req.model_dump(exclude={"collection", "collections", "chat_tools", "rag_k", "think"},
@@ -68,7 +70,8 @@ async def prepare(req: ChatRequest | CompletionRequest, settings: Settings,
     body["model"] = req.model or settings.default_model
     body.pop("stream", None)
     chat = isinstance(req, ChatRequest)
-    prepared = pipeline.Prepared("/chat/completions" if chat else "/completions", body)
+    prepared = pipeline.Prepared("/chat/completions" if chat else "/completions", body,
+                                 requester=requester)
     if req.chat_tools:
         prepared.guard = settings.loop_guard()
     if chat:
@@ -95,10 +98,12 @@ async def prepare(req: ChatRequest | CompletionRequest, settings: Settings,
 
 
 async def complete(llm: LLMClient, prepared: pipeline.Prepared) -> dict[str, Any]:
-    """Gather the stream into one completion object (usage from the stream's last chunk)."""
+    """Gather the stream into one completion object: every choice, tool calls, logprobs
+    (usage from the stream's last chunk)."""
     prepared.body["stream_options"] = {"include_usage": True}
-    parts: list[str] = []
-    finish_reason, usage, first = None, None, None
+    chat = prepared.endpoint == "/chat/completions"
+    choices = Choices(chat)
+    usage, first = None, None
     stop_reason = None
     async for ev in pipeline.generate(llm, prepared, prepared.guard):
         if ev.kind == "loop":
@@ -107,29 +112,23 @@ async def complete(llm: LLMClient, prepared: pipeline.Prepared) -> dict[str, Any
             continue
         first = first or ev.data
         usage = ev.data.get("usage") or usage
-        text, finish = pipeline.chunk_text(ev.data)
-        parts.append(text)
-        finish_reason = finish or finish_reason
-    if prepared.link_url and prepared.link_url not in "".join(parts):
-        parts.append(f"\n\nSource: {prepared.link_url}")
-    content, extra = pipeline.checked(prepared, "".join(parts))
+        choices.feed(ev.data)
+    text = choices.text(0)
+    if prepared.link_url and prepared.link_url not in text:
+        text += f"\n\nSource: {prepared.link_url}"
+    content, extra = pipeline.checked(prepared, text)
     first = first or {}
-    chat = prepared.endpoint == "/chat/completions"
+    built = choices.build({0: content})
     if stop_reason:  # OpenAI clients know only their own finish reasons
         extra["stop_reason"] = stop_reason
-        finish_reason = "stop"
-    choice: dict[str, Any] = {"index": 0, "finish_reason": finish_reason or "stop",
-                              "logprobs": None}
-    if chat:
-        choice["message"] = {"role": "assistant", "content": content}
-    else:
-        choice["text"] = content
+        for choice in built:
+            choice["finish_reason"] = "stop"
     default_id = ("chatcmpl-" if chat else "cmpl-") + uuid.uuid4().hex
     return {"id": first.get("id", default_id),
             "object": "chat.completion" if chat else "text_completion",
             "created": first.get("created", int(time.time())),
             "model": first.get("model", prepared.body["model"]),
-            "choices": [choice], "usage": usage, **extra}
+            "choices": built, "usage": usage, **extra}
 
 
 async def stream(llm: LLMClient, prepared: pipeline.Prepared) -> AsyncIterator[dict[str, str]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator
@@ -55,6 +56,28 @@ class LLMClient:
                 last = exc
         assert last is not None
         raise last
+
+    async def learn_slots(self) -> None:
+        """Ask each auto upstream how many generations it runs at once (`slots` in its
+        /v1/models, as llmserver advertises; 1 for a server that says nothing)."""
+        async def learn(upstream: Upstream) -> None:
+            try:
+                body = await request_json(self.http, NAME, "GET", upstream.url + "/models",
+                                          timeout=5)
+            except APIError:
+                return  # down or refusing: keep what we knew; the queue handles down
+            models = body.get("data") if isinstance(body, dict) else None
+            slots = [m.get("slots") for m in models or [] if isinstance(m, dict)]
+            known = [n for n in slots if isinstance(n, int) and not isinstance(n, bool) and n > 0]
+            self.queue.set_concurrency(upstream, max(known) if known else 1)
+
+        await asyncio.gather(*(learn(u) for u in self.queue.upstreams if u.auto))
+
+    async def follow_slots(self, every_s: float) -> None:
+        """Learn the slots now and again every `every_s` (a restarted upstream is followed)."""
+        while True:
+            await self.learn_slots()
+            await asyncio.sleep(every_s)
 
     async def models(self) -> dict[str, Any]:
         return await self._any("GET", "/models")

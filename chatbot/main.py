@@ -50,9 +50,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        upstreams = [Upstream(url, c) for url, c in
-                     zip(settings.llm_url_list(), settings.llm_concurrency_list(), strict=False)]
-        queue = FairQueue(upstreams, settings.queue_size, settings.retry_down_s)
+        upstreams = [Upstream(url, c or 1, auto=c is None) for url, c in
+                     zip(settings.llm_url_list(), settings.llm_concurrency_list(), strict=True)]
+        queue = FairQueue(upstreams, settings.queue_size, settings.retry_down_s,
+                          settings.requester_queue)
         llm_key = settings.llm_api_key.get_secret_value() if settings.llm_api_key else None
         rag_key = settings.rag_api_key.get_secret_value() if settings.rag_api_key else None
         app.state.db = Database(settings.database())
@@ -60,9 +61,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.local_user = await ensure_bootstrap_users(app.state.db, settings)
         app.state.llm = LLMClient(queue, llm_key, settings.request_timeout_s)
         app.state.rag = RagClient(settings.rag_url, rag_key, settings.rag_timeout_s)
+        follower = asyncio.create_task(app.state.llm.follow_slots(settings.slots_refresh_s))
         try:
             yield
         finally:
+            follower.cancel()
+            await asyncio.gather(follower, return_exceptions=True)
             await app.state.llm.aclose()
             await app.state.rag.aclose()
             app.state.db.close()

@@ -37,6 +37,7 @@ class Prepared:
     notices: list[dict[str, Any]] = field(default_factory=list)
     guard: LoopGuard | None = None  # the gateway's, when its client asks for one
     link_url: str | None = None  # the page a link summary must cite
+    requester: str = ""  # whose turn it is in the fair queue (auth.requester)
 
 
 @dataclass
@@ -75,9 +76,9 @@ def with_sources_message(messages: list[dict[str, Any]], results: list[dict[str,
     return messages[:at] + [block] + messages[at:]
 
 
-def admit(llm: LLMClient) -> None:
+def admit(llm: LLMClient, requester: str) -> None:
     """Refuse now, as a plain HTTP error, what the queue would refuse (takes nothing)."""
-    llm.queue.check()
+    llm.queue.check(requester)
 
 
 async def generate(llm: LLMClient, prepared: Prepared,
@@ -90,7 +91,7 @@ async def generate(llm: LLMClient, prepared: Prepared,
     # A server that refuses the connection is marked down and the answer goes to the next
     # one: a replica that died costs the user nothing while another is up.
     for attempt in range(len(llm.queue.upstreams)):
-        ticket = llm.queue.enter()
+        ticket = llm.queue.enter(prepared.requester)
         try:
             while not ticket.granted.done():
                 yield Event("queued", ticket.position())

@@ -13,6 +13,7 @@ from services.errors import APIError
 
 from ... import chat as engine
 from ... import commands, pipeline
+from ...auth import requester
 from ...store import conversations as repo
 from ..deps import DbDep, LLMDep, RagDep, SettingsDep, UserDep
 from .attachments import refuse_private
@@ -83,10 +84,11 @@ async def chat(body: ChatIn, request: Request, user: UserDep, settings: Settings
             new = outcome.state
             await db.run(lambda s: _store_state(s, user.id, body.conversation_id or "", new))
         return EventSourceResponse(_command_events(outcome))
-    pipeline.admit(llm)  # a full queue or no model server: a plain 429/503, nothing taken
+    who = requester(request)
+    pipeline.admit(llm, who)  # a full queue or no model server: a plain 429/503, nothing taken
     turn = engine.TurnRequest(user.id, body.conversation_id, body.message, body.edit,
                               model or settings.default_model, collection or None,
-                              {k: options[k] for k in ("rag_k", "think") if k in options})
+                              {k: options[k] for k in ("rag_k", "think") if k in options}, who)
     return EventSourceResponse(pipeline.detached(engine.run_turn(turn, settings, db, llm, rag)),
                                ping=10, send_timeout=settings.stream_idle_s)
 

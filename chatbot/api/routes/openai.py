@@ -8,14 +8,14 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from sse_starlette import EventSourceResponse
 
 from services.http import STREAMED_RESPONSES
 
 from ... import commands, gateway, pipeline
-from ...auth import require_gateway_key
+from ...auth import requester, require_gateway_key
 from ...store import prompts as stored_prompts
 from ..deps import DbDep, LLMDep, RagDep, SettingsDep
 from .attachments import refuse_private
@@ -29,8 +29,9 @@ async def models(llm: LLMDep) -> dict[str, Any]:
     return await llm.models()
 
 
-async def _answer(req: gateway.ChatRequest | gateway.CompletionRequest, settings: SettingsDep,
-                  llm: LLMDep, rag: RagDep, db: DbDep) -> JSONResponse | EventSourceResponse:
+async def _answer(req: gateway.ChatRequest | gateway.CompletionRequest, request: Request,
+                  settings: SettingsDep, llm: LLMDep, rag: RagDep,
+                  db: DbDep) -> JSONResponse | EventSourceResponse:
     for name in req.collection_list():
         refuse_private(name)
     command = gateway.command_of(req)
@@ -43,27 +44,28 @@ async def _answer(req: gateway.ChatRequest | gateway.CompletionRequest, settings
     edited = None  # the admin's prompts, from this request on
     if req.collection_list() or req.chat_tools:
         edited = await db.run(stored_prompts.edited)
-    prepared = await gateway.prepare(req, settings, rag, edited)
+    prepared = await gateway.prepare(req, settings, rag, edited, requester(request))
     if not req.stream:
         return JSONResponse(await gateway.complete(llm, prepared))
-    pipeline.admit(llm)
+    pipeline.admit(llm, prepared.requester)
     return EventSourceResponse(pipeline.detached(gateway.stream(llm, prepared)), ping=10,
                                send_timeout=settings.stream_idle_s)
 
 
 @router.post("/chat/completions", response_model=None,
              responses=STREAMED_RESPONSES)
-async def chat_completions(req: gateway.ChatRequest, settings: SettingsDep, llm: LLMDep,
-                           rag: RagDep, db: DbDep) -> JSONResponse | EventSourceResponse:
+async def chat_completions(req: gateway.ChatRequest, request: Request, settings: SettingsDep,
+                           llm: LLMDep, rag: RagDep,
+                           db: DbDep) -> JSONResponse | EventSourceResponse:
     """Chat completion (stream or not); `collection(s)` adds sources from rag."""
-    return await _answer(req, settings, llm, rag, db)
+    return await _answer(req, request, settings, llm, rag, db)
 
 
 @router.post("/completions", response_model=None, responses=STREAMED_RESPONSES)
-async def completions(req: gateway.CompletionRequest, settings: SettingsDep, llm: LLMDep,
-                      rag: RagDep, db: DbDep) -> JSONResponse | EventSourceResponse:
+async def completions(req: gateway.CompletionRequest, request: Request, settings: SettingsDep,
+                      llm: LLMDep, rag: RagDep, db: DbDep) -> JSONResponse | EventSourceResponse:
     """Text completion (stream or not), as llmserver serves it."""
-    return await _answer(req, settings, llm, rag, db)
+    return await _answer(req, request, settings, llm, rag, db)
 
 
 async def _sent(lines: list[str]) -> AsyncIterator[dict[str, str]]:

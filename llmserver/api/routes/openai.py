@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, Request
 from services.auth import require_api_key
 from services.http import STREAMED_RESPONSES
 
+from ... import backend
 from ...models import context_length
 from ...schemas import ChatCompletionRequest, CompletionRequest
 from ..deps import InferenceDep, SettingsDep
@@ -29,15 +30,20 @@ router = APIRouter(prefix="/v1", tags=["openai"], dependencies=[Depends(require_
 
 @router.get("/models")
 async def list_models(inference: InferenceDep, settings: SettingsDep) -> dict[str, Any]:
-    """Every servable model: packaged defaults and each GGUF in the models folder."""
+    """Every servable model: packaged defaults and each GGUF in the models folder.
+
+    `slots`: the generations it runs at once, so a gateway in front (the chatbot) keeps
+    that many in flight."""
     models = inference.pool.available()
+    slots = settings.slots(gpu=backend.has_gpu())
     data = []
     for name, path in sorted(models.items()):
         # Served at the shorter of the server's context and the one the model was trained on.
         trained = context_length(path)
         n_ctx = min(settings.n_ctx, trained) if trained else settings.n_ctx
         data.append({"id": name, "object": "model", "created": int(path.stat().st_mtime),
-                     "owned_by": "tinyllm", "context_length": n_ctx, "n_ctx": n_ctx})
+                     "owned_by": "tinyllm", "context_length": n_ctx, "n_ctx": n_ctx,
+                     "slots": slots})
     return {"object": "list", "data": data}
 
 
