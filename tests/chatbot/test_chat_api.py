@@ -151,7 +151,9 @@ def test_four_concurrent_streams_complete_in_full(chatbot: ServiceProcess,
 
 
 def test_full_queue_answers_429(llm_server: ServiceProcess) -> None:
-    env = chatbot_env(llm_server.url, CHATBOT_QUEUE_SIZE="1", CHATBOT_ANSWER_TOKENS="200")
+    # One answer at a time (not the 2 slots llmserver advertises): the next one must queue.
+    env = chatbot_env(llm_server.url, CHATBOT_QUEUE_SIZE="1", CHATBOT_ANSWER_TOKENS="200",
+                      CHATBOT_LLM_CONCURRENCY="1")
     body = {"model": "smollm2-135m-instruct", "max_tokens": 200, "stream": True,
             "messages": [{"role": "user", "content": "Write a long story about a dragon."}]}
     with ServiceProcess("chatbot", "CHATBOT_", env=env) as proc, \
