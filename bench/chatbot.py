@@ -41,10 +41,19 @@ DB_TARGET_MS = 5.0
 LIST_TARGET_MS = 50.0
 
 
+def persona() -> dict[str, str]:
+    """The system message the browser route puts before each question (the chatbot's
+    defaults), so the OpenAI paths evaluate the same prompt as the browser's."""
+    from chatbot.config import Settings
+    from chatbot.templates import render
+
+    return {"role": "system", "content": render("system", {}, Settings(auth="none"))}
+
+
 def stream_once(client: httpx.Client, base: str, prompt: str,
                 max_tokens: int = MAX_TOKENS) -> dict[str, Any]:
     """One streamed chat completion; times in seconds, tokens = content chunks."""
-    body = {"model": DEFAULT_MODEL, "messages": [{"role": "user", "content": prompt}],
+    body = {"model": DEFAULT_MODEL, "messages": [persona(), {"role": "user", "content": prompt}],
             "max_tokens": max_tokens, "temperature": 0, "stream": True}
     start = time.perf_counter()
     first = last = None
@@ -284,7 +293,9 @@ def _report(sides: list[dict[str, Any]], db_ttft: dict[str, Any], rows: list[dic
              "neither finds the other's prompt in llmserver's prefix cache); the chatbot sends "
              "every request through its fair queue to the same llmserver, as many at once as "
              "llmserver advertises slots. The browser route (`POST /api/chat`, a new "
-             "conversation each) adds the persona prompt and stores the turn. "
+             "conversation each) puts its persona prompt before the question and stores the "
+             "turn; the OpenAI paths send the same persona as their system message, so all "
+             "three evaluate the same prompt. "
              f"Single streams: {rounds} rounds per path. Concurrent cells: {repeats} repeats, "
              "shown as min / median / max.\n"]
     for side in sides:

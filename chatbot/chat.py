@@ -1,9 +1,11 @@
 """One turn of the browser chat, stored as it streams: the SSE events of the page.
 
-Events: conversation (ids and title), notice, status (queued with a position, generating),
-token, sources, done, error. The question and an empty answer are stored first; the text so
-far is saved every second, and the outcome (complete, stopped, repetition: cut by the loop
-guard, error) at the end, whether or not anyone is still reading.
+Events: conversation (ids of the conversation, question and answer; title), notice, status
+(queued with a position, fetching a link, generating), token, thinking, sources, done, error.
+The question and an empty answer are stored first; the text so far is saved every second,
+and the outcome (complete, stopped, repetition: cut by the loop guard, error) at the end,
+whether or not anyone is still reading. A finished answer is stored before `done`, so the
+page has every id it needs and reads nothing back.
 """
 
 from __future__ import annotations
@@ -23,7 +25,6 @@ from . import links, pipeline, templates
 from .config import Settings
 from .history import trim
 from .llm import LLMClient, sse_json
-from .prompt import sources_block
 from .rag_client import RagClient
 from .store import attachments, conversations
 from .store import prompts as stored_prompts
@@ -80,10 +81,22 @@ async def run_turn(req: TurnRequest, settings: Settings, db: Database, llm: LLMC
         return
     cid, answer_id = begun.conversation.id, begun.answer_id
     yield event("conversation", {"id": cid, "title": begun.conversation.title,
-                                 "answer_id": answer_id})
+                                 "answer_id": answer_id, "question_id": begun.question_id})
     parts: list[str] = []
     prepared = pipeline.Prepared("/chat/completions", {}, requester=req.requester)
     status, meta = "stopped", {}
+    stored = False
+
+    async def store(status: str, meta: dict[str, Any]) -> None:
+        """The answer's final state, once (shielded: a Stop cannot cut the write short)."""
+        nonlocal stored
+        stored = True
+        text = "".join(parts)
+        if splitter.thinking:
+            meta = {**meta, "thinking": "".join(splitter.thinking)}
+        await asyncio.shield(db.run(lambda s: conversations.finish_turn(
+            s, cid, answer_id, text, status, prepared.sources or None, meta)))
+
     saved_at = time.monotonic()
 
     async def heartbeat(force: bool = False) -> None:
@@ -100,29 +113,22 @@ async def run_turn(req: TurnRequest, settings: Settings, db: Database, llm: LLMC
     try:
         content = templates.render("system", edited, settings)
         url = links.link_in(begun.question)
+        collections = [begun.collection] if begun.collection else []
         if url:  # a link to summarize: the page instead of the documents
             yield event("status", {"state": "fetching", "url": url})
-            page = await links.fetch_page(url, settings)
-            content += "\n\n" + links.page_block(page, templates.render(
-                "link", edited, settings, url=page.url))
-            if page.truncated:
-                notice = {"code": "page_truncated", "message": f"Only the first "
-                          f"{settings.link_max_chars} characters of the page were read."}
-                prepared.notices.append(notice)
-                yield event("notice", notice)
         else:
             inline = [(f.name, f.text) for f in files if f.text is not None]
             if inline:  # small attached files: whole, in the prompt
                 content += "\n\n" + files_block(inline)
-            collections = [begun.collection] if begun.collection else []
             collections += sorted({f.collection for f in files if f.collection})
-            k = int(begun.options.get("rag_k") or settings.rag_k)
-            results = await pipeline.retrieve(rag, begun.question, collections, k, prepared)
-            for notice in prepared.notices:
-                yield event("notice", notice)
-            if results:
-                content += "\n\n" + sources_block(results, templates.render(
-                    "documents", edited, settings))
+        k = int(begun.options.get("rag_k") or settings.rag_k)
+        found = await pipeline.context(begun.question, collections, k, settings, rag, edited,
+                                       prepared, follow_links=True)
+        page = found.page
+        for notice in prepared.notices:
+            yield event("notice", notice)
+        if found.block:
+            content += "\n\n" + found.block
         system = {"role": "system", "content": content}
 
         async def count(messages: list[dict]) -> tuple[int, int]:
@@ -165,8 +171,8 @@ async def run_turn(req: TurnRequest, settings: Settings, db: Database, llm: LLMC
                 yield event("token", {"text": piece})
             elif show_thinking:
                 yield event("thinking", {"text": piece})
-        if page is not None and page.url not in "".join(parts):  # the summary cites its page
-            cite = f"\n\nSource: {page.url}"
+        cite = pipeline.link_citation(prepared, "".join(parts))
+        if cite:  # the summary cites its page
             parts.append(cite)
             yield event("token", {"text": cite})
         cleaned, extra = pipeline.checked(prepared, "".join(parts))
@@ -180,15 +186,14 @@ async def run_turn(req: TurnRequest, settings: Settings, db: Database, llm: LLMC
                                     "cited": [s["n"] for s in extra["sources"] if s["cited"]],
                                     "invalid": extra["invalid_citations"], "text": cleaned})
         status = "repetition" if finish_reason == "repetition" else "complete"
-        yield event("done", {"finish_reason": finish_reason})
+        await store(status, meta)  # stored before `done`: the page reads nothing back
+        yield event("done", {"finish_reason": finish_reason, "status": status,
+                             "answer_id": answer_id, "question_id": begun.question_id})
     except APIError as exc:
         log.info("turn failed: %s %s", exc.status, exc.message)
         status, meta = "error", {"error": exc.body()["error"], "notices": prepared.notices}
         yield event("error", {**exc.body(), "status": exc.status})
     finally:
         # Also when cancelled (Stop): the write runs in the database thread to its end.
-        text = "".join(parts)
-        if splitter.thinking:
-            meta = {**meta, "thinking": "".join(splitter.thinking)}
-        await asyncio.shield(db.run(lambda s: conversations.finish_turn(
-            s, cid, answer_id, text, status, prepared.sources or None, meta)))
+        if not stored:
+            await store(status, meta)

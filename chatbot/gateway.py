@@ -12,11 +12,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from services.errors import APIError
 
-from . import commands, links, pipeline, templates
+from . import commands, pipeline
 from .assemble import Choices
 from .config import Settings
 from .llm import LLMClient, sse_json
-from .prompt import sources_block
 from .rag_client import RagClient
 
 
@@ -74,26 +73,18 @@ async def prepare(req: ChatRequest | CompletionRequest, settings: Settings,
                                  requester=requester)
     if req.chat_tools:
         prepared.guard = settings.loop_guard()
-    if chat:
+    if isinstance(req, ChatRequest):
         question = next((text_of(m) for m in reversed(req.messages) if m.role == "user"), "")
     else:
         question = req.prompt if isinstance(req.prompt, str) else " ".join(req.prompt)
-    url = links.link_in(question) if req.chat_tools and chat else None
-    if url:
-        page = await links.fetch_page(url, settings)
-        block = links.page_block(page, templates.render("link", edited or {}, settings,
-                                                         url=page.url))
+    found = await pipeline.context(question, req.collection_list(), req.rag_k or settings.rag_k,
+                                   settings, rag, edited, prepared,
+                                   follow_links=req.chat_tools and chat)
+    if found.block and chat:
         at = 1 if body["messages"] and body["messages"][0].get("role") == "system" else 0
-        body["messages"].insert(at, {"role": "system", "content": block})
-        prepared.link_url = page.url
-        return prepared
-    intro = templates.render("documents", edited or {}, settings)
-    results = await pipeline.retrieve(rag, question, req.collection_list(),
-                                      req.rag_k or settings.rag_k, prepared)
-    if results and chat:
-        body["messages"] = pipeline.with_sources_message(body["messages"], results, intro)
-    elif results:
-        body["prompt"] = sources_block(results, intro) + "\n\n" + question
+        body["messages"].insert(at, {"role": "system", "content": found.block})
+    elif found.block:
+        body["prompt"] = found.block + "\n\n" + question
     return prepared
 
 
@@ -114,8 +105,7 @@ async def complete(llm: LLMClient, prepared: pipeline.Prepared) -> dict[str, Any
         usage = ev.data.get("usage") or usage
         choices.feed(ev.data)
     text = choices.text(0)
-    if prepared.link_url and prepared.link_url not in text:
-        text += f"\n\nSource: {prepared.link_url}"
+    text += pipeline.link_citation(prepared, text)
     content, extra = pipeline.checked(prepared, text)
     first = first or {}
     built = choices.build({0: content})
@@ -151,11 +141,12 @@ async def stream(llm: LLMClient, prepared: pipeline.Prepared) -> AsyncIterator[d
             last = ev.data
             if prepared.sources or prepared.link_url:  # the text is needed to check citations
                 parts.append(pipeline.chunk_text(ev.data)[0])
-            if prepared.link_url and pipeline.chunk_text(ev.data)[1] and \
-                    prepared.link_url not in "".join(parts):  # the summary cites its page
-                parts.append(f"\n\nSource: {prepared.link_url}")
+            cite = pipeline.link_citation(prepared, "".join(parts)) \
+                if pipeline.chunk_text(ev.data)[1] else ""
+            if cite:  # the summary cites its page
+                parts.append(cite)
                 yield {"data": sse_json({**ev.data, "choices": [{
-                    "index": 0, "delta": {"content": parts[-1]}, "finish_reason": None}]})}
+                    "index": 0, "delta": {"content": cite}, "finish_reason": None}]})}
             yield {"data": ev.raw}
         _, extra = pipeline.checked(prepared, "".join(parts))
         if extra:

@@ -1,7 +1,8 @@
 """The one pipeline behind the browser chat and the OpenAI gateway.
 
-retrieve → (the caller builds the prompt) → queue → stream → check citations. The routes
-adapt input and output only. The queue slot is taken inside the streaming generator, so a
+context (a linked page, or sources from rag) → (the caller builds the prompt) → queue →
+stream → check citations (and cite the linked page). The routes adapt input and output
+only. The queue slot is taken inside the streaming generator, so a
 client that leaves before its stream starts takes nothing; `detached` reads the upstream on
 its own task, so a client that stops reading never holds a generation slot.
 """
@@ -18,6 +19,8 @@ from typing import Any, TypeVar
 from services.errors import APIError
 from services.http import UpstreamUnavailable
 
+from . import links, templates
+from .config import Settings
 from .llm import LLMClient, raw_events
 from .loopguard import LoopGuard
 from .prompt import check_citations, public_sources, sources_block
@@ -66,14 +69,43 @@ async def retrieve(rag: RagClient, question: str, collections: list[str], k: int
     return results
 
 
-def with_sources_message(messages: list[dict[str, Any]], results: list[dict[str, Any]],
-                         intro: str | None = None) -> list[dict[str, Any]]:
-    """The sources as a system message right after the caller's own system message."""
+@dataclass
+class Context:
+    """What a turn adds to its prompt: `block` (system text; empty for none), and the linked
+    page when that is what it is."""
+
+    block: str = ""
+    page: links.Page | None = None
+
+
+async def context(question: str, collections: list[str], k: int, settings: Settings,
+                  rag: RagClient, edited: dict[str, str] | None, prepared: Prepared,
+                  follow_links: bool) -> Context:
+    """The page a link in the question points at (with `follow_links`; rag is not searched
+    then), else the sources of `collections`, each after the admin's prompt for it. Fills
+    the prepared answer's link, sources and notices."""
+    url = links.link_in(question) if follow_links else None
+    if url:
+        page = await links.fetch_page(url, settings)
+        prepared.link_url = page.url
+        if page.truncated:
+            prepared.notices.append({"code": "page_truncated", "message": "Only the first "
+                                     f"{settings.link_max_chars} characters of the page were "
+                                     "read."})
+        intro = templates.render("link", edited or {}, settings, url=page.url)
+        return Context(links.page_block(page, intro), page)
+    results = await retrieve(rag, question, collections, k, prepared)
     if not results:
-        return messages
-    at = 1 if messages and messages[0].get("role") == "system" else 0
-    block = {"role": "system", "content": sources_block(results, intro)}
-    return messages[:at] + [block] + messages[at:]
+        return Context()
+    return Context(sources_block(results, templates.render("documents", edited or {},
+                                                           settings)))
+
+
+def link_citation(prepared: Prepared, text: str) -> str:
+    """What a link summary that does not name its page gets appended: the page."""
+    if prepared.link_url and prepared.link_url not in text:
+        return f"\n\nSource: {prepared.link_url}"
+    return ""
 
 
 def admit(llm: LLMClient, requester: str) -> None:

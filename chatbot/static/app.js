@@ -154,10 +154,7 @@ function showError(err) {
 
 // One turn: {message}, {message, edit: id} or {regenerate: true}.
 async function send(action) {
-  if (action.message !== undefined) {
-    const userWrap = addMessage({ role: "user", content: action.message });
-    userWrap.classList.add("pending-id");
-  }
+  const userWrap = action.message !== undefined ? addMessage({ role: "user", content: action.message }) : null;
   const wrap = addMessage({ role: "assistant", content: "" });
   wrap.classList.add("pending");
   const body = wrap.querySelector(".body");
@@ -170,6 +167,7 @@ async function send(action) {
   const request = { conversation_id: state.current, model: $("#model").value || null,
     collection: $("#collection").value, rag_k: state.ragK, think: state.think, ...action };
   let command = null;
+  let finished = false;  // the stream said done: the answer is stored as shown
   try {
     const response = await fetch("/api/chat", {
       method: "POST", headers: { "Content-Type": "application/json" },
@@ -181,8 +179,10 @@ async function send(action) {
         const fresh = state.current !== ev.data.id;
         state.current = ev.data.id;
         wrap.dataset.id = ev.data.answer_id;
+        if (userWrap && ev.data.question_id) userWrap.dataset.id = ev.data.question_id;
         history.replaceState(null, "", "#" + ev.data.id);
-        if (fresh) { $("#conv-bar").hidden = false; $("#conv-title").textContent = ev.data.title; loadSidebar().catch(() => {}); }
+        $("#conv-title").textContent = ev.data.title;  // an edited first question renames it
+        if (fresh) { $("#conv-bar").hidden = false; loadSidebar().catch(() => {}); }
       } else if (ev.event === "command") {
         command = ev.data;
         answer = command.text;
@@ -208,6 +208,8 @@ async function send(action) {
       } else if (ev.event === "error") {
         throw envelopeError(ev.data.status || 502, ev.data);
       } else if (ev.event === "done") {
+        finished = true;
+        if (ev.data.status === "repetition") addNotice(wrap, STATUS_NOTES.repetition, "muted status-repetition");
         setStatus("ready", "");
       }
     }
@@ -230,9 +232,14 @@ async function send(action) {
     if (command.action === "reset") startNewChat("new chat");
     return;
   }
-  // The stored ids (for edit) and the new order of the sidebar.
-  if (state.current) {
-    for (let i = 0; i < 20; i++) {  // a stopped answer is stored a moment after Stop
+  // The stream carried the stored ids; only a stopped or failed answer is read back (it is
+  // stored a moment after it ends), then the sidebar's new order.
+  if (state.current && finished) {
+    markLast();
+    highlightCurrent();
+    await loadSidebar().catch(() => {});
+  } else if (state.current) {
+    for (let i = 0; i < 20; i++) {
       const conv = await api("GET", "/api/conversations/" + state.current).catch(() => null);
       const last = conv && conv.messages[conv.messages.length - 1];
       if (conv && !(last && last.status === "streaming")) { renderConversation(conv); break; }

@@ -136,6 +136,7 @@ class Begun:
     model: str
     collection: str | None
     options: dict[str, Any]  # the conversation's choices (rag_k, think)
+    question_id: int | None = None  # the stored question (asked again when regenerating)
 
 
 def _take_lease(s: Session, conv: Conversation, lease_s: float) -> None:
@@ -211,7 +212,9 @@ def begin_turn(s: Session, user_id: int, conversation_id: str | None, text: str 
     history = [{"role": m.role, "content": m.content} for m in kept if m.content]
     if not regenerate:
         history.append({"role": "user", "content": text})
-    return Begun(conv, history, text, answer.id, model, collection, dict(conv.options or {}))
+    question_id = kept[-1].id if regenerate else rows[0].id
+    return Begun(conv, history, text, answer.id, model, collection, dict(conv.options or {}),
+                 question_id)
 
 
 def _begin_new(s: Session, user_id: int, text: str, *, model: str, collection: str | None,
@@ -227,7 +230,7 @@ def _begin_new(s: Session, user_id: int, text: str, *, model: str, collection: s
               for w in words(conv.title) | words(text))
     s.flush()
     return Begun(conv, [{"role": "user", "content": text}], text, answer.id, model, collection,
-                 dict(conv.options))
+                 dict(conv.options), rows[0].id)
 
 
 def _turn_rows(conversation_id: str, position: int, question: str | None, model: str,

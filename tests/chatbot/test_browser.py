@@ -124,8 +124,13 @@ def test_accounts_and_conversations_in_the_page(llm_server: ServiceProcess, chro
         # A second conversation: newest first in the sidebar; search finds by words.
         page.click("#new-chat")
         expect(page.locator(".message")).to_have_count(0)
+        reads: list[str] = []  # the page learns stored ids from the stream: no read-back
+        page.on("request", lambda r: reads.append(r.url) if r.method == "GET" and re.search(
+            r"/api/conversations/[0-9a-f]{32}$", r.url) else None)
         send(page, "Name three colours.")
         expect(sidebar(page, phone)).to_have_text(["Name three colours.", XSS_TITLE])
+        assert reads == []
+        assert page.locator(".message.user").get_attribute("data-id")
         page.fill("#search", "drag")
         expect(page.locator("#conversations li a")).to_have_text([XSS_TITLE])
         page.fill("#search", "")

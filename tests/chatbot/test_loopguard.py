@@ -95,7 +95,9 @@ def test_real_smollm2_loop_is_stopped(llm_server: ServiceProcess) -> None:
         before = tokens_generated(llm_server.url)
         events = chat_events(client, "List 20 fruits.")
         text = answer_of(events)
-        assert events[-1] == ("done", {"finish_reason": "repetition"}), text
+        kind, done = events[-1]
+        assert kind == "done" and done["finish_reason"] == "repetition", text
+        assert done["status"] == "repetition" and done["answer_id"]
         spent = tokens_generated(llm_server.url) - before
         assert spent < 200, spent  # of the 400 it would have written
         assert repeating(text, 600, 3, 48) is not None

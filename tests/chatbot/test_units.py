@@ -146,10 +146,10 @@ def test_trim_counts_each_message_once() -> None:
     history.append({"role": "user", "content": "last"})
     messages, dropped, tokens = run(trim(system, history, count, reserve=200))
     assert tokens <= 800 and dropped > 150 and messages[-1]["content"] == "last"
-    # One count of the whole, one of the system prompt, one per message, one check at the end
-    # (the old loop counted the rest again after every drop: ~100 calls of ~100 messages).
-    assert len(calls) <= len(history) + 4
-    assert sum(calls) < 4 * len(history) + 20
+    # One count of the whole and one of what is kept (the first loop counted the rest again
+    # after every drop: ~100 calls of ~100 messages; the second counted every message).
+    assert len(calls) == 2
+    assert sum(calls) < 2 * len(history) + 2
 
 
 @pytest.mark.parametrize("headers,status,code", [
