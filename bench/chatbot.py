@@ -161,7 +161,7 @@ def gateway_side(threads: int | None, rounds: int, users: list[int], repeats: in
             ServiceProcess("chatbot", "CHATBOT_", env={
                 "CHATBOT_LLM_URLS": llm.url + "/v1", "CHATBOT_QUEUE_SIZE": "32",
                 "CHATBOT_RAG_URL": "http://127.0.0.1:9", "CHATBOT_AUTH": "none",
-                "CHATBOT_ANSWER_TOKENS": str(max_tokens), "CHATBOT_TEMPERATURE": "0",
+                "CHATBOT_ANSWER_TOKENS": str(max(16, max_tokens)), "CHATBOT_TEMPERATURE": "0",
                 "CHATBOT_DATABASE_URL": "sqlite://"}) as bot, \
             httpx.Client(timeout=600) as client:
         paths = {"direct": llm.url, "gateway": bot.url}

@@ -30,7 +30,7 @@ from llmserver.config import Settings
 from llmserver.models import DEFAULT_MODEL, packaged_models
 from tinyllm.procs import ServiceProcess
 
-from . import cheapstep, llamacpp_tools
+from . import cheapstep, defaults, llamacpp_tools
 from .race import spread
 
 log = logging.getLogger("tinyllm.bench")
@@ -197,7 +197,8 @@ def run(out_dir: Path, quick: bool = False) -> str:
     cheap, cheap_res = cheapstep.run(quick, bins, threads, flash)
     cheapstep.plot(cheap_res, out_dir / "llmserver-cheap.png")
     plot = "![cheap steps: tokens/s against users](benchmarks/llmserver-cheap.png)"
-    return f"{report}\n{cheap}\n{plot}\n"
+    plain = defaults.run(quick, bins, eos)
+    return f"{report}\n{cheap}\n{plot}\n\n{plain}\n"
 
 
 def _report(res: dict[str, dict[int, list[dict[str, float]]]], single: list[float],

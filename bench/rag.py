@@ -51,8 +51,12 @@ def bench_quality(embedder: Any) -> dict[str, dict[str, float]]:
     from tests.rag import gitdocs
 
     with tempfile.TemporaryDirectory() as tmp, TestClient(create_app(Settings(
-            data_dir=Path(tmp), qdrant_url=None, api_key=None, ingest_nice=0), embedder)) as c:
+            data_dir=Path(tmp), qdrant_url=None, api_key=None, ingest_nice=0), embedder),
+            base_url="http://127.0.0.1") as c:  # a loopback Host: rag's allowed names
+        deadline = time.monotonic() + 300
         while c.get("/health").status_code != 200:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"rag did not get healthy: {c.get('/health').text}")
             time.sleep(0.1)
         c.post("/collections/git/documents",
                files=[("files", d) for d in gitdocs.load()]).raise_for_status()

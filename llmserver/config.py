@@ -13,6 +13,10 @@ from services.config import ServiceSettings, default_data_dir
 
 from .models import DEFAULT_MODEL
 
+GPU_SLOTS = 16
+CPU_SLOTS = 8  # eight users decoded together: the batch costs little more than one
+KV_SHARE = 0.25  # of the available memory, at most, for the slots' KV cache on the CPU
+
 
 class Settings(ServiceSettings):
     """Everything llmserver reads from the environment or `.env`."""
@@ -32,25 +36,29 @@ class Settings(ServiceSettings):
         description="Context window of one request in tokens; a model trained with a "
                     "shorter context is served at its own.")
     n_threads: int = Field(
-        default_factory=lambda: os.cpu_count() or 1, ge=1,
-        description="CPU threads for generation (default: all cores).",
+        default_factory=lambda: physical_cores(), ge=1,
+        description="CPU threads for generation (default: the physical cores this process "
+                    "may use, as llama.cpp chooses; hyperthreads only slow decoding).",
     )
     n_batch: int = Field(512, ge=8, description="Prompt tokens evaluated per batch.")
     n_gpu_layers: int = Field(
         0, ge=-1, description="Layers offloaded to the GPU; -1 means all (CUDA builds only)."
     )
     flash_attn: Literal["off", "on", "auto"] = Field(
-        "off",
-        description="llama.cpp's flash attention. off (as llama-cpp-python's Llama): answers "
-                    "are Llama's. on, or auto (on where the backend has it, CPU and CUDA do): "
-                    "decodes many slots faster (on 2 CPU cores about a fifth more tokens/s at "
-                    "8 users), but rounds more by batch and cache, so greedy answers can part "
-                    "at near-ties.",
+        "auto",
+        description="llama.cpp's flash attention. auto (as llama.cpp's own server): on where "
+                    "the backend has it (CPU and CUDA do), which decodes many slots faster "
+                    "(on 2 CPU cores about a fifth more tokens/s at 8 users) but rounds by "
+                    "batch and cache, so greedy answers can part from Llama's at near-ties. "
+                    "off (as llama-cpp-python's Llama): a lone greedy answer is Llama's, "
+                    "token for token.",
     )
     parallel: int = Field(
         0, ge=0, le=64,
         description="Slots: requests decoded together in one batch; 0 sizes it for the "
-                    "machine (4 on CPU, 16 with GPU layers on a GPU llama.cpp found).",
+                    "machine: 16 with GPU layers on a GPU llama.cpp found; on the CPU 8 "
+                    "(eight users at once), fewer when their KV cache would take more than a "
+                    "quarter of the available memory.",
     )
     prefill_chunk: int = Field(
         128, ge=8, description="Prompt tokens one slot evaluates per decode step, so a long "
@@ -72,9 +80,50 @@ class Settings(ServiceSettings):
     )
     seed: int = Field(-1, description="Default sampling seed; -1 picks a random one.")
 
-    def slots(self, gpu: bool = True) -> int:
-        """`parallel`, or sized for the machine: 16 with layers on a GPU, 4 on the CPU
-        (`gpu`: whether llama.cpp found a GPU device to offload to)."""
+    def slots(self, gpu: bool = True, kv_bytes: int | None = None) -> int:
+        """`parallel`, or sized for the machine: 16 with layers on a GPU; on the CPU 8, or as
+        many as fit a quarter of the available memory.
+
+        Args:
+            gpu: whether llama.cpp found a GPU device to offload to.
+            kv_bytes: one slot's KV cache (the model's, at the served context), when known.
+        """
         if self.parallel:
             return self.parallel
-        return 16 if self.n_gpu_layers and gpu else 4
+        if self.n_gpu_layers and gpu:
+            return GPU_SLOTS
+        free = available_memory()
+        if kv_bytes and free:
+            return max(1, min(CPU_SLOTS, int(free * KV_SHARE) // kv_bytes))
+        return CPU_SLOTS
+
+
+def physical_cores() -> int:
+    """The physical cores this process may run on (each core counted once however many
+    hardware threads it has), as llama.cpp picks its default thread count."""
+    try:
+        allowed = os.sched_getaffinity(0)
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+    cores: set[tuple[str, str]] = set()
+    try:
+        for block in Path("/proc/cpuinfo").read_text().split("\n\n"):
+            fields = dict(line.split(":", 1) for line in block.splitlines() if ":" in line)
+            fields = {k.strip(): v.strip() for k, v in fields.items()}
+            if fields.get("processor", "").isdigit() and int(fields["processor"]) in allowed:
+                cores.add((fields.get("physical id", "0"), fields.get("core id",
+                                                                      fields["processor"])))
+    except OSError:
+        pass
+    return max(1, min(len(cores) or len(allowed), len(allowed)))
+
+
+def available_memory() -> int | None:
+    """MemAvailable in bytes (Linux), or None."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None

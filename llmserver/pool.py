@@ -169,7 +169,7 @@ class ModelPool:
                       verbose=False)
         trained = int(llama_model_n_ctx_train(llama.model)) or s.n_ctx
         n_ctx = min(s.n_ctx, trained)
-        slots = s.slots(gpu=backend.has_gpu())
+        slots = s.slots(gpu=backend.has_gpu(), kv_bytes=kv_bytes(llama.model, n_ctx))
         try:
             runtime = Runtime(llama, n_ctx, slots, max(s.n_batch, slots), s.n_threads,
                               s.flash_attn)
@@ -182,7 +182,22 @@ class ModelPool:
                  time.perf_counter() - started, n_ctx, slots)
         return LoadedModel(name, path, llama, engine, n_ctx, _formatter(llama))
 
+    def slots_of(self, name: str) -> int | None:
+        """The slots of a loaded model (None when it is not loaded)."""
+        model = self.loaded.get(name)
+        return model.engine.parallel if model is not None else None
+
     def close(self) -> None:
         for model in self.loaded.values():
             model.close()
         self.loaded.clear()
+
+
+def kv_bytes(model: Any, n_ctx: int) -> int:
+    """One slot's KV cache at `n_ctx` tokens: keys and values of every layer, f16."""
+    import llama_cpp as C
+
+    layers, embd = C.llama_model_n_layer(model), C.llama_model_n_embd(model)
+    heads, kv_heads = C.llama_model_n_head(model), C.llama_model_n_head_kv(model)
+    per_token = 2 * layers * embd * kv_heads // max(heads, 1) * 2
+    return n_ctx * per_token

@@ -29,7 +29,10 @@ PROMPTS = ["Name three colours.", "What is the capital of Italy?", "Write a haik
 def server(models_dir) -> Iterator[ServiceProcess]:
     env = {"LLMSERVER_MODELS_DIR": str(models_dir), "LLMSERVER_PARALLEL": "4",
            "LLMSERVER_QUEUE_SIZE": "8", "LLMSERVER_N_CTX": "2048",
-           "LLMSERVER_PREFILL_CHUNK": "128"}
+           "LLMSERVER_PREFILL_CHUNK": "128",
+           # Off: batched answers must equal lone ones and Llama's (flash attention rounds
+           # by batch and cache).
+           "LLMSERVER_FLASH_ATTN": "off"}
     with ServiceProcess("llmserver", "LLMSERVER_", env=env) as proc:
         yield proc
 

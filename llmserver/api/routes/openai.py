@@ -35,7 +35,7 @@ async def list_models(inference: InferenceDep, settings: SettingsDep) -> dict[st
     `slots`: the generations it runs at once, so a gateway in front (the chatbot) keeps
     that many in flight."""
     models = inference.pool.available()
-    slots = settings.slots(gpu=backend.has_gpu())
+    guess = settings.slots(gpu=backend.has_gpu())  # a model not loaded yet
     data = []
     for name, path in sorted(models.items()):
         # Served at the shorter of the server's context and the one the model was trained on.
@@ -43,7 +43,7 @@ async def list_models(inference: InferenceDep, settings: SettingsDep) -> dict[st
         n_ctx = min(settings.n_ctx, trained) if trained else settings.n_ctx
         data.append({"id": name, "object": "model", "created": int(path.stat().st_mtime),
                      "owned_by": "tinyllm", "context_length": n_ctx, "n_ctx": n_ctx,
-                     "slots": slots})
+                     "slots": inference.pool.slots_of(name) or guess})
     return {"object": "list", "data": data}
 
 
