@@ -261,8 +261,9 @@ The "smallest cache" run gives each sequence just the room its prompt and answer
 {prompt_tokens + ANSWER} cells), less than any server gives its requests. Without flash
 attention a cache's size costs decode speed even where the tokens in it are the same ({slots}
 sequences of 512 cells and more decoded 5–10% slower than of 256 here); with it the two runs
-agree within noise. `LLMSERVER_FLASH_ATTN=on tinyllm bench llmserver` measures every side with
-flash attention (here about a fifth faster at 8 users, for llmserver and llama.cpp alike).
+agree within noise. `LLMSERVER_FLASH_ATTN=off tinyllm bench llmserver` measures every side
+without flash attention (here about a fifth slower at 8 users, for llmserver and llama.cpp
+alike).
 
 {header(SPEED)}
 {chr(10).join(speed)}
