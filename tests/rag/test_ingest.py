@@ -10,6 +10,7 @@ from fastapi.testclient import TestClient
 from qdrant_client.http import models as qm
 
 from rag.chunking import chunk_text
+from tests.utils.web import LOOPBACK_URL
 
 from .docs import long_text
 from .helpers import assert_error, upload
@@ -84,7 +85,7 @@ def test_failure_halfway_leaves_nothing_searchable(client, collection, monkeypat
     monkeypatch.setattr(client.app.state.ingestor, "group", 4)
     data = ("The treasure moved to the lighthouse cellar. " + long_text(40)).encode()
     # A second client on the same app, answering crashes with the envelope as in production.
-    plain = TestClient(client.app, raise_server_exceptions=False)
+    plain = TestClient(client.app, raise_server_exceptions=False, base_url=LOOPBACK_URL)
     assert_error(upload(plain, collection, ("map.txt", data)), 500, "internal_error",
                  "server_error")
     monkeypatch.setattr(embedder, "encode", real)
