@@ -6,6 +6,7 @@ Every non-2xx answer is `{"error": {"message", "type", "param", "code"}}`
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
@@ -68,6 +69,17 @@ class APIError(Exception):
 
     def response(self) -> JSONResponse:
         return JSONResponse(self.body(), status_code=self.status, headers=self.headers)
+
+    async def send(self, send: Any, close: bool = False) -> None:
+        """Answer with this error from ASGI middleware, before any app runs (`close`: and
+        drop the connection, whose unread body is not wanted)."""
+        body = json.dumps(self.body()).encode()
+        headers = [(b"content-type", b"application/json"),
+                   (b"content-length", str(len(body)).encode())]
+        if close:
+            headers.append((b"connection", b"close"))
+        await send({"type": "http.response.start", "status": self.status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
 
 
 def error_body(

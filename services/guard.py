@@ -11,7 +11,6 @@ JSON, as OpenAI's API does.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
@@ -49,11 +48,7 @@ class BrowserGuard:
                    for k, v in scope.get("headers") or []}
         error = self.refusal(scope, headers)
         if error is not None:
-            body = json.dumps(error.body()).encode()
-            await send({"type": "http.response.start", "status": error.status,
-                        "headers": [(b"content-type", b"application/json"),
-                                    (b"content-length", str(len(body)).encode())]})
-            await send({"type": "http.response.body", "body": body})
+            await error.send(send)
             return
         if scope.get("method") in ("POST", "PUT", "PATCH") and \
                 _kind(headers) != "application/json" and \
