@@ -61,12 +61,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.local_user = await ensure_bootstrap_users(app.state.db, settings)
         app.state.llm = LLMClient(queue, llm_key, settings.request_timeout_s)
         app.state.rag = RagClient(settings.rag_url, rag_key, settings.rag_timeout_s)
-        follower = asyncio.create_task(app.state.llm.follow_slots(settings.slots_refresh_s))
+        # Only where some URL's concurrency is auto: fixed numbers need no asking.
+        follower = asyncio.create_task(app.state.llm.follow_slots(settings.slots_refresh_s)) \
+            if any(u.auto for u in upstreams) else None
         try:
             yield
         finally:
-            follower.cancel()
-            await asyncio.gather(follower, return_exceptions=True)
+            if follower is not None:
+                follower.cancel()
+                await asyncio.gather(follower, return_exceptions=True)
             await app.state.llm.aclose()
             await app.state.rag.aclose()
             app.state.db.close()
