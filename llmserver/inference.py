@@ -12,6 +12,7 @@ import threading
 import weakref
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from sse_starlette import EventSourceResponse
@@ -136,6 +137,14 @@ class Job:
         self.inference.pool.release(self.model)
 
 
+@dataclass
+class Streamed:
+    """A streamed answer: its job (to close when done) and its chunks."""
+
+    job: Job
+    chunks: AsyncIterator[dict[str, Any] | bytes]
+
+
 class Inference:
     """The model pool and its engines; one instance per app (app.state.inference)."""
 
@@ -222,6 +231,14 @@ class Inference:
 
     # -- chat ------------------------------------------------------------------------
     async def chat(self, req: ChatCompletionRequest, disconnected: Disconnected) -> Any:
+        """A chat.completion, or its chunks streamed as SSE."""
+        run = await self.chat_run(req, disconnected)
+        return run if isinstance(run, dict) else _sse(run.job, run.chunks)
+
+    async def chat_run(self, req: ChatCompletionRequest, disconnected: Disconnected,
+                       frames: bool = True) -> dict[str, Any] | Streamed:
+        """The chat.completion, or the running job and its chunks (as dicts, or some as
+        ready SSE bytes when `frames`); the caller closes a streamed job."""
         plan = structured.plan(req)
         top = (req.top_logprobs or 0) if req.logprobs else None
 
@@ -256,7 +273,8 @@ class Inference:
                         yield shape.delta(choice.index, {"content": text},
                                           logprobs=[event.logprob])
                     elif text:
-                        yield shape.content(choice.index, text)
+                        yield (shape.content(choice.index, text) if frames
+                               else shape.delta(choice.index, {"content": text}))
                 elif event.kind == "done":
                     tail = choice.done(event)
                     if tail:
@@ -268,7 +286,7 @@ class Inference:
             if include_usage:
                 yield shape.chunk([], usage=usage(prompt_tokens, choices))
 
-        return _sse(job, chunks())
+        return Streamed(job, chunks())
 
     # -- text completions ------------------------------------------------------------
     async def complete(self, req: CompletionRequest, disconnected: Disconnected) -> Any:
