@@ -57,8 +57,13 @@ def test_commands_are_answered_by_the_chatbot_not_the_model(scripted) -> None:  
         assert command(client, "/reset")["action"] == "reset"
         rag = command(client, "/rag docs 3")  # rag is down: said so, nothing changed
         assert rag["text"].startswith("`/rag` failed:") and rag["state"]["collection"] is None
-        assert "k must be between 1 and 20" in command(client, "/rag docs 99")["text"] or \
-            "failed" in command(client, "/rag docs 99")["text"]
+        # k out of bounds is refused before rag is asked anything (rag is down here, so a
+        # call to it would answer "failed" instead).
+        for k in ("0", "21", "99"):
+            bound = command(client, f"/rag docs {k}")
+            assert bound["text"] == "k must be between 1 and 20.", bound
+            assert bound["state"] == rag["state"]  # k and collection as they were
+        assert command(client, "/rag docs 20")["text"].startswith("`/rag` failed:")  # in bounds
         assert command(client, "/think maybe")["text"].startswith("Usage: `/think on`")
         assert len(stats["requests"]) == before  # nothing reached the model
         assert client.get("/api/conversations").json()["data"] == []  # nothing stored
