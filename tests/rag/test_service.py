@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from fastapi.testclient import TestClient
+from prometheus_client.parser import text_string_to_metric_families
 
 from rag.main import create_app
 from tests.utils.procs import free_port
@@ -62,14 +65,35 @@ def test_qdrant_server_down_is_503(tmp_path, embedder):
                      "upstream_unavailable")
 
 
+def samples(client) -> dict[tuple[str, tuple], float]:
+    """/metrics as {(sample name, sorted labels): value}."""
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(client.get("/metrics").text)
+            for s in family.samples}
+
+
 def test_metrics_count_requests_chunks_and_searches(client, collection):
+    # The app is shared by the session: compare with what it counted before.
+    before = samples(client)
+    listed = ("http_requests_total",
+              (("method", "GET"), ("route", "/collections"), ("status", "200")))
+    searched = ("http_requests_total",
+                (("method", "POST"), ("route", "/search"), ("status", "200")))
+    count, total = ("rag_search_seconds_count", ()), ("rag_search_seconds_sum", ())
     client.get("/collections")
     upload(client, collection, ("m.txt", b"Metrics count this chunk."))
-    client.post("/search", json={"query": "metrics", "collections": [collection]})
-    text = client.get("/metrics").text
-    assert 'http_requests_total{method="GET",route="/collections",status="200"}' in text
-    assert f'rag_chunks_ingested_total{{collection="{collection}"}} 1.0' in text
-    assert "rag_search_seconds_count" in text
+    start = time.perf_counter()
+    for query in ("metrics", "chunk", "count this"):
+        response = client.post("/search", json={"query": query, "collections": [collection]})
+        assert response.status_code == 200, response.text
+    took = time.perf_counter() - start
+    after = samples(client)
+    assert after[listed] - before.get(listed, 0) == 1
+    assert after[searched] - before.get(searched, 0) == 3
+    assert after[("rag_chunks_ingested_total", (("collection", collection),))] == 1
+    assert after[count] - before[count] == 3  # one observation per search, no more
+    # Seconds, not milliseconds: the three searches took at most the time measured around them.
+    assert 0 < after[total] - before[total] <= took
 
 
 @pytest.mark.parametrize("env,expected", [({}, None), ({"QDRANT_URL": "http://q:6333"},
