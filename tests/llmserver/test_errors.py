@@ -98,15 +98,19 @@ def test_server_still_answers_after_bad_input(llm_server) -> None:
 def keyed(models_dir):
     settings = Settings(api_key="s3cret", models_dir=models_dir)
     with TestClient(create_app(settings), base_url=LOOPBACK_URL) as client:
-        wait_ready(client)
+        assert wait_ready(client) == "ok"  # the key is checked in front of a loaded model
         yield client
 
 
-def wait_ready(client: TestClient) -> None:
-    for _ in range(300):
-        if client.get("/health").json()["dependencies"]["model"] != "loading":
-            return
+def wait_ready(client: TestClient, timeout: float = 60) -> str:
+    """The default model's state once it has stopped loading ("ok" or "error"); fails the
+    test when it is still loading after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while (state := client.get("/health").json()["dependencies"]["model"]) == "loading":
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the default model still loading after {timeout:.0f} s")
         time.sleep(0.1)
+    return state
 
 
 @pytest.mark.parametrize("header,code", [(None, "missing_api_key"),
@@ -141,7 +145,7 @@ def test_health_503_while_loading(models_dir) -> None:
 def test_health_503_when_default_model_missing(models_dir) -> None:
     settings = Settings(models_dir=models_dir, default_model="absent")
     with TestClient(create_app(settings), base_url=LOOPBACK_URL) as client:
-        wait_ready(client)
+        assert wait_ready(client) == "error"
         response = client.get("/health")
         assert response.status_code == 503
         assert response.json()["dependencies"] == {"model": "error"}
