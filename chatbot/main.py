@@ -18,6 +18,7 @@ from .api.routes import (
     chat,
     conversations,
     documents,
+    embeddings,
     keys,
     openai,
     ops,
@@ -91,7 +92,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return response
 
     for module in (ops, pages, auth_routes, chat, conversations, attachments, keys, users,
-                   prompts, openai):
+                   prompts, openai, embeddings):
         app.include_router(module.router)
     # The documents proxy acts with rag's key: only for a logged-in user.
     app.include_router(documents.router, dependencies=[

@@ -65,6 +65,11 @@ class RagClient:
                     "message": "The document service is unavailable; answering without "
                                "your documents."}
 
+    async def embeddings(self, body: dict[str, Any], timeout_s: float) -> Any:
+        """rag's `/v1/embeddings` answer; rag's 4xx is raised as is, rag down as a 503."""
+        return await self.call("POST", "/v1/embeddings", json=body,
+                               timeout=httpx.Timeout(timeout_s, connect=2.0))
+
     async def forward_upload(self, path: str, body: AsyncIterator[bytes],
                              content_type: str, params: dict[str, str]) -> httpx.Response:
         """Stream a multipart upload through to rag without holding it in memory."""

@@ -11,6 +11,9 @@ from tinyllm.procs import REPO
 
 SERVICES = {"llmserver", "chatbot", "rag", "trainer"}
 UPPER = {"tinyllm", "bench", "tests"}
+# The one exception, by file: llmserver's /v1/embeddings serves rag's packaged embedder
+# in-process, imported lazily (503 where rag's packages are not installed).
+ALLOWED = {"llmserver/embedder.py": {"rag"}}
 
 
 def imported_modules(path: Path) -> set[str]:
@@ -39,7 +42,8 @@ def test_no_service_imports_another_or_the_tools() -> None:
     for service in sorted(SERVICES):
         for path in sorted((REPO / service).rglob("*.py")):
             roots = {name.split(".")[0] for name in imported_modules(path)}
-            wrong = roots & ((SERVICES - {service}) | UPPER)
+            allowed = ALLOWED.get(path.relative_to(REPO).as_posix(), set())
+            wrong = roots & ((SERVICES - {service}) | UPPER) - allowed
             assert not wrong, f"{service}/{path.name} imports {wrong}"
 
 
