@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from services.app import base_app
 
 from . import backend
-from .api.routes import embeddings, extras, openai, ops
+from .api.routes import embeddings, extras, openai, ops, responses
 from .config import Settings
 from .inference import Inference
 from .stats import Stats
@@ -34,6 +34,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.inference = Inference(settings, stats)
     stats.queue_depth.set_function(lambda: app.state.inference.pool.queue_depth)
     stats.slots_busy.set_function(lambda: app.state.inference.pool.slots_busy)
-    for module in (ops, openai, extras, embeddings):
+    for module in (ops, openai, responses, extras, embeddings):
         app.include_router(module.router)
     return app

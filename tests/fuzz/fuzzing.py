@@ -26,7 +26,7 @@ SETTINGS = settings(max_examples=EXAMPLES, deadline=None, database=None,
                     suppress_health_check=list(HealthCheck))
 CHECKS = [not_a_server_error, response_schema_conformance, content_type_conformance]
 # Generation is the one slow thing a valid request can ask for: keep answers short.
-TOKEN_FIELDS = ("max_tokens", "max_completion_tokens")
+TOKEN_FIELDS = ("max_tokens", "max_completion_tokens", "max_output_tokens")
 MAX_TOKENS = 8
 MAX_N = 2
 
@@ -42,9 +42,11 @@ def bound(case: schemathesis.Case) -> None:
         value = body.get(name)
         if isinstance(value, int) and not isinstance(value, bool) and value > MAX_TOKENS:
             body[name] = MAX_TOKENS
-    if "max_tokens" not in body and "max_completion_tokens" not in body and \
-            ("messages" in body or "prompt" in body):
-        body["max_tokens"] = MAX_TOKENS
+    if not any(body.get(name) is not None for name in TOKEN_FIELDS):
+        if "messages" in body or "prompt" in body:
+            body["max_tokens"] = MAX_TOKENS
+        elif "input" in body and case.path.endswith("/responses"):
+            body["max_output_tokens"] = MAX_TOKENS
     n = body.get("n")
     if isinstance(n, int) and not isinstance(n, bool) and n > MAX_N:
         body["n"] = MAX_N
