@@ -9,9 +9,11 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from prometheus_client.parser import text_string_to_metric_families
 
 from llmserver.config import Settings
 from llmserver.main import create_app
+from tests.utils.procs import wait_for
 from tests.utils.web import LOOPBACK_URL
 
 HI = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 5, "stream": True}
@@ -58,9 +60,15 @@ def test_error_mid_stream_is_an_sse_event_without_done(app_client: TestClient,
     last = json.loads(datas[-1])
     assert last["error"]["code"] == "generation_failed"
     assert "GPU" not in last["error"]["message"]  # internals stay in the log
-    # the slot is free again and its half-written cache was dropped
     monkeypatch.undo()
+    # The slot is free again (a leaked one stays busy) ...
+    wait_for(lambda: idle(app_client), 10, "the failed answer's slot to be freed")
+    # ... and its half-written cache was dropped: the same prompt again reuses nothing,
+    # though a kept cache would share its whole prefix and be picked for it.
+    reused = metrics(app_client)["llm_prompt_tokens_reused_total"]
     assert app_client.post("/v1/chat/completions", json={**HI, "stream": False}).status_code == 200
+    assert metrics(app_client)["llm_prompt_tokens_reused_total"] == reused
+    wait_for(lambda: idle(app_client), 10, "the slots to be idle after the next answer")
 
 
 def test_error_before_stream_is_a_plain_http_error(app_client: TestClient, monkeypatch) -> None:
@@ -68,6 +76,19 @@ def test_error_before_stream_is_a_plain_http_error(app_client: TestClient, monke
     response = app_client.post("/v1/chat/completions", json=HI)
     assert response.status_code == 500
     assert response.json()["error"]["code"] == "generation_failed"
+    wait_for(lambda: idle(app_client), 10, "the failed answer's slot to be freed")
+
+
+def metrics(client: TestClient) -> dict[str, float]:
+    """llmserver's unlabelled samples in /metrics."""
+    return {s.name: s.value for f in text_string_to_metric_families(client.get("/metrics").text)
+            for s in f.samples if not s.labels}
+
+
+def idle(client: TestClient) -> bool:
+    """No slot busy and no request in flight (llmserver's own gauges)."""
+    now = metrics(client)
+    return now["llm_slots_busy"] == 0 and now["llm_generations_in_flight"] == 0
 
 
 def test_broken_gguf_is_a_clear_error(app_client: TestClient, models_dir) -> None:
