@@ -24,6 +24,7 @@ from .api.routes import (
     ops,
     pages,
     prompts,
+    responses,
     users,
 )
 from .api.routes import auth as auth_routes
@@ -92,7 +93,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return response
 
     for module in (ops, pages, auth_routes, chat, conversations, attachments, keys, users,
-                   prompts, openai, embeddings):
+                   prompts, openai, responses, embeddings):
         app.include_router(module.router)
     # The documents proxy acts with rag's key: only for a logged-in user.
     app.include_router(documents.router, dependencies=[

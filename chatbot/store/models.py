@@ -149,3 +149,19 @@ class Attachment(Base):
     text: Mapped[str | None] = mapped_column(Text, nullable=True)  # None: indexed instead
     collection: Mapped[str | None] = mapped_column(String(64), nullable=True)
     created_at: Mapped[float] = mapped_column(Float, default=now)
+
+
+class StoredResponse(Base):
+    """A `/v1/responses` answer kept for `previous_response_id`: the chat messages that led
+    to it with its answer, and the Response object; readable by its requester alone."""
+
+    __tablename__ = "responses"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    owner: Mapped[str] = mapped_column(String(200))
+    # Set for a personal key's responses, so deleting the account deletes them.
+    user_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), nullable=True, index=True)
+    messages: Mapped[list] = mapped_column(JSON)
+    response: Mapped[dict] = mapped_column(JSON)
+    created_at: Mapped[float] = mapped_column(Float, default=now)
+    __table_args__ = (Index("ix_responses_owner_created", "owner", "created_at"),)

@@ -8,7 +8,7 @@ import time
 import pytest
 from sqlalchemy import inspect
 
-from chatbot.store import api_keys, conversations, logins, users
+from chatbot.store import api_keys, conversations, logins, responses, users
 from chatbot.store.db import Database
 from services.errors import APIError
 
@@ -125,12 +125,18 @@ def test_deleting_a_user_removes_everything_of_theirs(db: Database) -> None:
     cid = turn(db, user.id, None, "secret plans", "noted")
     db.call(lambda s: logins.create(s, "t" * 64, user.id, 60))
     db.call(lambda s: api_keys.create(s, user.id, "k", "d" * 64, "tk-"))
+    owner = f"user:{user.id}"
+    db.call(lambda s: responses.save(s, owner, [{"role": "user", "content": "plans"}],
+                                     {"id": "resp_1", "output": []}))
+    assert db.call(lambda s: responses.get(s, owner, "resp_1")).messages[0]["content"] == "plans"
+    assert db.call(lambda s: responses.get(s, "service-key", "resp_1")) is None  # not theirs
     assert db.call(lambda s: logins.user_for(s, "t" * 64, 60)).username == "gone"
     db.call(lambda s: users.delete(s, users.by_id(s, user.id)))
     assert db.call(lambda s: logins.user_for(s, "t" * 64, 60)) is None
     assert db.call(lambda s: api_keys.user_for(s, "d" * 64)) is None
     assert db.call(lambda s: conversations.get(s, user.id, cid)) is None
     assert db.call(lambda s: conversations.listing(s, user.id, "secret")) == []
+    assert db.call(lambda s: responses.get(s, owner, "resp_1")) is None
 
 
 def test_login_sessions_expire(db: Database) -> None:
