@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import json
+import time
 
 import httpx
 import openai
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from llmserver.models import DEFAULT_MODEL
-
-from .helpers import metric
 
 HI = [{"role": "user", "content": "Say hi"}]
 # Greedy decoding of SmolLM2-135M-Instruct Q4_1 for HI: pins template, sampling and decode.
@@ -84,17 +84,44 @@ def test_tokenize_counts_like_usage(llm_server) -> None:
     assert reply["n_ctx"] == 2048
 
 
-def test_metrics_count_a_five_token_request(llm_server) -> None:
+def samples(url: str) -> dict[tuple[str, tuple], float]:
+    """/metrics as {(sample name, sorted labels): value}."""
+    text = httpx.get(url + "/metrics", timeout=10).text
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples}
+
+
+def test_metrics_count_requests_and_tokens_as_the_answers_report(llm_server) -> None:
     url = llm_server.url
-    tokens = metric(url, "llm_tokens_generated_total")
-    requests = metric(url, "http_requests_total")
-    reply = httpx.post(url + "/v1/chat/completions", timeout=60, json={
-        "messages": [{"role": "user", "content": "Tell me a long story."}], "max_tokens": 5,
-        "temperature": 0})
-    assert reply.json()["usage"]["completion_tokens"] == 5
-    assert metric(url, "llm_tokens_generated_total") == tokens + 5
-    assert metric(url, "llm_tokens_per_second") > 0
-    assert metric(url, "http_requests_total") >= requests + 1
+    chats = ("http_requests_total",
+             (("method", "POST"), ("route", "/v1/chat/completions"), ("status", "200")))
+    before = samples(url)
+    usages, took = [], 0.0
+    # The same prompt twice: the second reuses the first's cache, which counts apart.
+    for max_tokens in (5, 16):
+        start = time.perf_counter()
+        reply = httpx.post(url + "/v1/chat/completions", timeout=60, json={
+            "messages": [{"role": "user", "content": "Tell me a long story."}],
+            "max_tokens": max_tokens, "temperature": 0})
+        took = time.perf_counter() - start
+        usages.append(reply.json()["usage"])
+        assert usages[-1]["completion_tokens"] == max_tokens
+    after = samples(url)
+
+    def rise(name: str, labels: tuple = ()) -> float:
+        return after[(name, labels)] - before.get((name, labels), 0)
+
+    assert rise(*chats) == 2
+    assert rise("llm_generations_total") == 2
+    assert rise("llm_tokens_generated_total") == sum(u["completion_tokens"] for u in usages)
+    assert rise("llm_prompt_tokens_total") + rise("llm_prompt_tokens_reused_total") == \
+        sum(u["prompt_tokens"] for u in usages)
+    assert rise("llm_prompt_tokens_reused_total") > 0
+    # Tokens per second of the last answer (its decoding, after the first token): at least
+    # its tokens over the whole request's time, and not ten times more (the request is
+    # mostly decoding), so a count per millisecond or per minute fails.
+    tps, n = after[("llm_tokens_per_second", ())], usages[-1]["completion_tokens"]
+    assert (n - 1) / took <= tps <= 10 * n / took, (tps, n, took)
 
 
 def test_models_show_context_length(llm_server) -> None:
