@@ -260,6 +260,10 @@ def test_forced_tool_calls_parse_and_validate(server, choice) -> None:
     assert call["id"].startswith("call_") and call["type"] == "function"
 
 
+RESULT = '{"temp": 21}'
+LONGER = '{"temp": 21, "sky": "clear", "wind_kmh": 12, "humidity_pct": 64}'
+
+
 def test_streamed_tool_call_and_tool_result_round_trip(server) -> None:
     body = {"messages": [{"role": "user", "content": "Weather in Oslo?"}], "max_tokens": 60,
             "temperature": 0, "stream": True, "tools": [WEATHER], "tool_choice": "required"}
@@ -272,13 +276,31 @@ def test_streamed_tool_call_and_tool_result_round_trip(server) -> None:
     call = calls[0][0]
     jsonschema.validate(json.loads(call["function"]["arguments"]),
                         WEATHER["function"]["parameters"])
-    messages = [{"role": "user", "content": "Weather in Oslo?"},
-                {"role": "assistant", "content": None,
-                 "tool_calls": [{k: call[k] for k in ("id", "type", "function")}]},
-                {"role": "tool", "tool_call_id": call["id"], "content": '{"temp": 21}'}]
-    reply = chat(server.url, messages, tools=[WEATHER], tool_choice="auto", max_tokens=30)
+    asked = [{"role": "user", "content": "Weather in Oslo?"},
+             {"role": "assistant", "content": None,
+              "tool_calls": [{k: call[k] for k in ("id", "type", "function")}]}]
+
+    def answered(result: str) -> list[dict]:
+        return [*asked, {"role": "tool", "tool_call_id": call["id"], "content": result}]
+
+    reply = chat(server.url, answered(RESULT), tools=[WEATHER], tool_choice="auto",
+                 max_tokens=30)
     message = reply["choices"][0]["message"]
     assert message["content"] or message.get("tool_calls")
+    # The tool's result reaches the prompt, all of it: the prompt grows by the result's
+    # tokens and more (its turn's markers), and a longer result grows it token for token.
+    def prompt_tokens(messages: list[dict]) -> int:
+        return chat(server.url, messages, tools=[WEATHER], tool_choice="auto",
+                    max_tokens=1)["usage"]["prompt_tokens"]
+
+    def tokens(text: str) -> int:
+        return httpx.post(server.url + "/tokenize", json={"content": text},
+                          timeout=60).json()["count"]
+
+    without = prompt_tokens(asked)
+    assert reply["usage"]["prompt_tokens"] > without + tokens(RESULT)
+    assert prompt_tokens(answered(LONGER)) - reply["usage"]["prompt_tokens"] == \
+        tokens(LONGER) - tokens(RESULT)
 
 
 def test_chat_logprobs_are_consistent(server) -> None:
