@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from services.thinking import reasoning_of
+
 
 class Choices:
     """Feed it chat or text completion chunks; `build` gives the `choices` list."""
@@ -17,10 +19,11 @@ class Choices:
         for choice in chunk.get("choices") or []:
             index = choice.get("index") or 0
             state = self.by_index.setdefault(index, {"text": [], "calls": {}, "logprobs": None,
-                                                     "finish": None})
+                                                     "finish": None, "reasoning": []})
             delta = choice.get("delta")
             if isinstance(delta, dict):
                 state["text"].append(delta.get("content") or "")
+                state["reasoning"].append(reasoning_of(delta))
                 for call in delta.get("tool_calls") or []:
                     _merge_call(state["calls"], call)
             else:
@@ -48,6 +51,9 @@ class Choices:
                 if state["calls"]:
                     message["tool_calls"] = [state["calls"][k] for k in sorted(state["calls"])]
                     message["content"] = text or None
+                reasoning = "".join(state.get("reasoning") or [])
+                if reasoning:  # as the upstream names it: llama-server's field and vLLM's
+                    message["reasoning_content"] = message["reasoning"] = reasoning
                 choice["message"] = message
             else:
                 choice["text"] = text

@@ -20,6 +20,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from services.errors import APIError
+from services.thinking import ThinkSplitter, chunk_reasoning
 
 from . import links, pipeline, templates
 from .config import Settings
@@ -30,7 +31,6 @@ from .store import attachments, conversations
 from .store import prompts as stored_prompts
 from .store.db import Database
 from .store.models import Attachment
-from .thinking import ThinkSplitter
 
 log = logging.getLogger(__name__)
 
@@ -158,7 +158,9 @@ async def run_turn(req: TurnRequest, settings: Settings, db: Database, llm: LLMC
             else:
                 text, finish = pipeline.chunk_text(ev.data)
                 finish_reason = finish or finish_reason
-                for kind, piece in splitter.feed(text):
+                # Reasoning the upstream sent apart (llmserver does), or inline in the text.
+                for kind, piece in (splitter.thought(chunk_reasoning(ev.data))
+                                    + splitter.feed(text)):
                     if kind == "answer":
                         parts.append(piece)
                         yield event("token", {"text": piece})

@@ -15,8 +15,9 @@ from typing import Any, TextIO
 
 import openai
 
+from services.thinking import ThinkSplitter, reasoning_of
+
 from .controls import ControlFilter, printable
-from .thinking import ThinkSplitter
 
 log = logging.getLogger(__name__)
 DEFAULT_URL = "http://127.0.0.1:5000/v1"
@@ -83,6 +84,7 @@ def answer(client: openai.OpenAI, args: argparse.Namespace, messages: list[Any],
     parts: list[str] = []
     splitter = ThinkSplitter()
     controls = ControlFilter()  # the model's text never drives the terminal
+    thoughts = ControlFilter()  # reasoning sent apart is a stream of its own
 
     def show(pieces: list[tuple[str, str]]) -> None:
         for kind, text in pieces:
@@ -101,7 +103,9 @@ def answer(client: openai.OpenAI, args: argparse.Namespace, messages: list[Any],
             if (chunk.model_extra or {}).get("stop_reason") == "repetition":
                 out.write(" [stopped: the answer started repeating itself]")
             for choice in chunk.choices:
-                show(splitter.feed(controls.feed(choice.delta.content or "")))
+                thought = reasoning_of(choice.delta.model_extra or {})
+                show(splitter.thought(thoughts.feed(thought))
+                     + splitter.feed(controls.feed(choice.delta.content or "")))
         show(splitter.flush())
     except KeyboardInterrupt:
         out.write(" [stopped]")

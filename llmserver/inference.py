@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 from sse_starlette import EventSourceResponse
 
+from services import thinking
 from services.errors import APIError, error_body
 
 from . import structured
@@ -24,7 +25,7 @@ from .config import Settings
 from .engine import Event, Sampler, SamplingConfig, Task
 from .engine.sampling import DEFAULT_SEED
 from .pool import LoadedModel, ModelPool
-from .responses import ChatShape, Choice, CompletionShape, sse, usage
+from .responses import ChatShape, Choice, CompletionShape, reasoning_delta, sse, usage
 from .schemas import ChatCompletionRequest, CompletionRequest, SamplingParams
 from .stats import Stats
 
@@ -251,7 +252,13 @@ class Inference:
         model, job = await self._start(req, prepare)
         assert job.task is not None
         shape = ChatShape(model.name, req.logprobs)
-        choices = [Choice(i, plan.tools, plan.forced) for i in range(req.n)]
+        # Reasoning apart, unless a grammar holds the answer to its form from the first token.
+        split = req.reasoning_format != "none" and plan.grammar is None
+        opened = split and thinking.opens_block(model.llama.detokenize(
+            job.task.prompt[-8:], special=True).decode("utf-8", "ignore"))
+        choices = [Choice(i, plan.tools, plan.forced,
+                          thinking.ThinkSplitter(opened, leading=True) if split else None)
+                   for i in range(req.n)]
         prompt_tokens = len(job.task.prompt)
         if not req.stream:
             try:
@@ -269,14 +276,22 @@ class Inference:
                 choice = choices[event.index]
                 if event.kind == "token":
                     text = choice.add(event)
-                    if req.logprobs and event.logprob:
-                        yield shape.delta(choice.index, {"content": text},
-                                          logprobs=[event.logprob])
+                    lps = [event.logprob] if req.logprobs and event.logprob else None
+                    if choice.thought:  # a token's logprobs go with its answer text, if any
+                        thought = choice.take_thought()
+                        yield (shape.thought(choice.index, thought) if frames and not lps
+                               else shape.delta(choice.index, reasoning_delta(thought),
+                                                logprobs=None if text else lps))
+                        lps = lps if text else None
+                    if lps:
+                        yield shape.delta(choice.index, {"content": text}, logprobs=lps)
                     elif text:
                         yield (shape.content(choice.index, text) if frames
                                else shape.delta(choice.index, {"content": text}))
                 elif event.kind == "done":
                     tail = choice.done(event)
+                    if choice.thought:
+                        yield shape.delta(choice.index, reasoning_delta(choice.take_thought()))
                     if tail:
                         yield shape.delta(choice.index, {"content": tail})
                     if choice.tool_call is not None:

@@ -10,6 +10,8 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+from services.thinking import ThinkSplitter
+
 from .engine import Event
 from .engine.task import TokenLogprob
 from .schemas import Tool
@@ -24,20 +26,26 @@ def sse(chunk: dict[str, Any]) -> bytes:
 
 
 class Frames:
-    """The SSE bytes of a chunk whose only variable part is one text field, per choice:
-    built once by `make(index, MARK)` and split around the marker, so each token costs
-    one json.dumps of its text and two concatenations (same bytes as `sse`)."""
+    """The SSE bytes of a chunk whose only variable part is its text (in one field, or the
+    same text in several), per choice: built once by `make(index, MARK)` and split around
+    the marker, so each token costs one json.dumps of its text and one join (same bytes as
+    `sse`)."""
 
     def __init__(self, make: Any) -> None:
         self.make = make
-        self.frames: dict[int, tuple[bytes, bytes]] = {}
+        self.frames: dict[int, list[bytes]] = {}
 
     def __call__(self, index: int, text: str) -> bytes:
         frame = self.frames.get(index)
         if frame is None:
-            head, tail = sse(self.make(index, _MARK)).split(json.dumps(_MARK).encode())
-            frame = self.frames[index] = (head, tail)
-        return frame[0] + json.dumps(text).encode() + frame[1]
+            frame = self.frames[index] = sse(self.make(index, _MARK)).split(
+                json.dumps(_MARK).encode())
+        return json.dumps(text).encode().join(frame)
+
+
+def reasoning_delta(text: str) -> dict[str, str]:
+    """A chat delta of reasoning, under llama-server's name and vLLM's."""
+    return {"reasoning_content": text, "reasoning": text}
 
 
 def chat_logprob(lp: TokenLogprob) -> dict[str, Any]:
@@ -48,13 +56,17 @@ def chat_logprob(lp: TokenLogprob) -> dict[str, Any]:
 @dataclass
 class Choice:
     """One choice's answer as it arrives; decides what may be streamed yet (a possible
-    tool call is held back until it is clearly text, or parsed at the end)."""
+    tool call is held back until it is clearly text, or parsed at the end). With `think`,
+    a leading reasoning block goes to `reasoning` and only the rest is the answer."""
 
     index: int
     tools: list[Tool] | None = None
     forced: bool = False
-    text: str = ""
+    think: ThinkSplitter | None = None  # dropped once the answer's start is settled
+    text: str = ""  # the answer
     sent: int = 0  # characters of `text` already streamed
+    reasoning: str = ""
+    thought: str = ""  # reasoning not streamed yet (see `take_thought`)
     logprobs: list[TokenLogprob] = field(default_factory=list)
     finish_reason: str | None = None
     tokens: int = 0
@@ -62,8 +74,11 @@ class Choice:
     holding: bool = True
 
     def add(self, event: Event) -> str:
-        """Take a token event; returns the text that may be streamed now."""
-        self.text += event.text
+        """Take a token event; returns the answer text that may be streamed now."""
+        if self.think is None:
+            self.text += event.text
+        else:
+            self._split(self.think.feed(event.text))
         if event.logprob is not None:
             self.logprobs.append(event.logprob)
         if self.tools is None:
@@ -77,6 +92,8 @@ class Choice:
     def done(self, event: Event) -> str:
         """The choice ended: parse a held-back call; returns text still to stream."""
         self.finish_reason, self.tokens = event.finish_reason, event.tokens
+        if self.think is not None:
+            self._split(self.think.flush())
         if self.tools is not None and (self.forced or self.holding):
             self.tool_call = parse_call(self.text, self.tools)
             if self.tool_call is not None:
@@ -90,10 +107,29 @@ class Choice:
         self.sent = len(self.text)
         return out
 
+    def _split(self, parts: list[tuple[str, str]]) -> None:
+        assert self.think is not None
+        for kind, piece in parts:
+            if kind == "answer":
+                self.text += piece
+            else:
+                self.reasoning += piece
+                self.thought += piece
+        if self.think.settled:  # the rest is answer: back to the plain path
+            self.think = None
+
+    def take_thought(self) -> str:
+        """The reasoning that arrived since the last call (to stream as its own delta)."""
+        out, self.thought = self.thought, ""
+        return out
+
     def message(self) -> dict[str, Any]:
+        message: dict[str, Any] = {"role": "assistant", "content": self.text}
         if self.tool_call is not None:
-            return {"role": "assistant", "content": None, "tool_calls": [self.tool_call]}
-        return {"role": "assistant", "content": self.text}
+            message = {"role": "assistant", "content": None, "tool_calls": [self.tool_call]}
+        if self.reasoning:  # llama-server's name, and vLLM's
+            message["reasoning_content"] = message["reasoning"] = self.reasoning
+        return message
 
 
 class ChatShape:
@@ -106,6 +142,7 @@ class ChatShape:
         self.want_logprobs = want_logprobs
         # A streamed token with no logprobs: the bulk of every chat stream.
         self.content = Frames(lambda i, text: self.delta(i, {"content": text}))
+        self.thought = Frames(lambda i, text: self.delta(i, reasoning_delta(text)))
 
     def chunk(self, choices: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
         return {"id": self.id, "object": "chat.completion.chunk", "created": self.created,

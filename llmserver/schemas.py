@@ -138,6 +138,10 @@ class ChatCompletionRequest(SamplingParams):
     response_format: ResponseFormat | None = None
     logprobs: bool = False
     top_logprobs: int | None = Field(None, ge=0, le=20)
+    reasoning_format: Literal["none", "auto", "deepseek"] = Field(
+        "auto", description="A thinking model's leading <think> block: `none` leaves it "
+        "inline in `content`; `auto` and `deepseek` return it as `reasoning_content` (and "
+        "`reasoning`), as llama-server does.")
 
 
 class CompletionRequest(SamplingParams):
