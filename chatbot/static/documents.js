@@ -130,4 +130,4 @@ function showError(err) {
   setStatus((down ? "The document service is unavailable: " : "Error: ") + err.message, "error");
 }
 
-init().catch(showError);
+init().catch(showError).finally(() => { document.body.dataset.ready = "1"; });

@@ -122,4 +122,5 @@ async function init() {
   });
 }
 
-init().catch((err) => setStatus("Error: " + err.message, "error"));
+init().catch((err) => setStatus("Error: " + err.message, "error"))
+  .finally(() => { document.body.dataset.ready = "1"; });

@@ -19,7 +19,9 @@ VENDOR = {
     "marked.js": "marked/lib/marked.umd.js",
     "purify.js": "dompurify/dist/purify.min.js",
     "highlight.js": "@highlightjs/cdn-assets/highlight.min.js",
-    "highlight.css": "@highlightjs/cdn-assets/styles/github.min.css",
+    # Themes made for WCAG AA contrast, one for each colour scheme.
+    "highlight-light.css": "@highlightjs/cdn-assets/styles/a11y-light.min.css",
+    "highlight-dark.css": "@highlightjs/cdn-assets/styles/a11y-dark.min.css",
 }
 PAGES = {"": "index.html", "documents": "documents.html", "login": "login.html",
          "settings": "settings.html"}
