@@ -51,6 +51,12 @@ def _restore() -> Main:
     return restore_main
 
 
+def _pull() -> Main:
+    from .pull import main
+
+    return main
+
+
 def _doctor() -> Main:
     from .doctor import main
 
@@ -66,6 +72,7 @@ COMMANDS: dict[str, tuple[Callable[[], Main], str]] = {
     "bench": (_bench, "run the benchmarks and write docs/benchmarks.md"),
     "backup": (_backup, "write models, collections and chat data into one archive"),
     "restore": (_restore, "bring a backup back into an empty stack"),
+    "pull": (_pull, "download a GGUF model (Hugging Face or any HTTPS URL) into the models folder"),
     "doctor": (_doctor, "check what this machine gives the stack and what will go wrong"),
 }
 
