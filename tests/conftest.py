@@ -1,4 +1,4 @@
-"""Fixtures shared by every service's tests."""
+"""Fixtures shared by every service's tests; the browser tests' skip."""
 
 from __future__ import annotations
 
@@ -7,9 +7,17 @@ from pathlib import Path
 
 import pytest
 
+from tests.utils.browser import require_browser
 from tests.utils.procs import ServiceProcess
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Only the tests marked `browser` need Playwright and Chromium (skipped without them,
+    failed under CI)."""
+    if item.get_closest_marker("browser") is not None:
+        require_browser()
 
 
 @pytest.fixture(scope="session")

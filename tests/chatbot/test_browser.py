@@ -12,12 +12,12 @@ import pytest
 
 from tests.chatbot.conftest import PASSWORD, chatbot_env
 from tests.chatbot.fake_llm import fake_llm
+from tests.utils.browser import CHROMIUM, require_browser
 from tests.utils.procs import ServiceProcess
 
-expect = pytest.importorskip("playwright.sync_api").expect
-expect.set_options(timeout=60_000)  # 2 shared cores: generous, the test still ends on success
+# Other modules import this one's fixtures and helpers for their own browser tests, so it
+# imports without Playwright: only tests marked `browser` skip (tests/conftest.py).
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
-CHROMIUM = Path("/usr/bin/chromium")
 VIEWPORTS = {"desktop": {"width": 1280, "height": 800}, "phone": {"width": 390, "height": 844}}
 XSS_USER = ('<img src=x onerror="window.__xss=1"><script>window.__xss=2</script> '
             '[click](javascript:window.__xss=3) Reply with one word.')
@@ -32,11 +32,18 @@ XSS_MODEL = "\n\n".join([
 ])
 
 
+def expect(*args, **kwargs):  # noqa: ANN002, ANN003, ANN201
+    """Playwright's expect, imported at its first use."""
+    from playwright.sync_api import expect as playwright_expect
+
+    return playwright_expect(*args, **kwargs)
+
+
 @pytest.fixture()
 def chromium():  # noqa: ANN201
-    if not CHROMIUM.exists():
-        pytest.skip("Debian's chromium is not installed")
-    sync_api = pytest.importorskip("playwright.sync_api")
+    require_browser()
+    from playwright import sync_api
+
     with sync_api.sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=[
             "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
