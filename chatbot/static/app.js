@@ -8,7 +8,28 @@ const STATUS_NOTES = { stopped: "stopped", repetition: "stopped: the answer star
   interrupted: "interrupted: the chatbot stopped mid-answer",
   error: "failed", streaming: "still being written…" };
 
+const PHONE = window.matchMedia("(max-width: 639px)");
+const PLACEHOLDER = { desktop: "Send a message (Enter to send, Shift+Enter for a new line, / for commands)",
+  phone: "Message (/ for commands)" };
+
 function agentName() { return $("#agent").textContent || "Assistant"; }
+
+// A phone keeps one header row: the pickers and page links live in the drawer.
+function placeMenu() {
+  if (PHONE.matches) {
+    $("#drawer-menu").append($("#pickers"), $("#links"));
+  } else {
+    $("#new-chat").before($("#pickers"));
+    $("#new-chat").after($("#links"));
+    setDrawer(false);
+  }
+  $("#input").placeholder = PHONE.matches ? PLACEHOLDER.phone : PLACEHOLDER.desktop;
+}
+
+function setDrawer(open) {
+  document.body.classList.toggle("sidebar-open", open);
+  $("#toggle-sidebar").setAttribute("aria-expanded", String(open));
+}
 
 function addMessage(m) {
   const wrap = el("article", "message " + m.role);
@@ -88,7 +109,7 @@ async function openConversation(id) {
     else showError(err);
   }
   highlightCurrent();
-  if (window.matchMedia("(max-width: 700px)").matches) document.body.classList.remove("sidebar-open");
+  if (PHONE.matches) setDrawer(false);
 }
 
 function highlightCurrent() {
@@ -138,6 +159,7 @@ function startEdit(wrap) {
 
 function setBusy(busy) {
   state.busy = busy;
+  document.body.classList.toggle("busy", busy);
   $("#send").disabled = busy;
   $("#stop").disabled = !busy;
 }
@@ -367,11 +389,48 @@ async function loadPickers(me) {
   }
 }
 
+function copyLastAnswer() {
+  const answers = document.querySelectorAll(".message.assistant:not(.pending)");
+  const last = answers[answers.length - 1];
+  if (!last) { setStatus("no answer to copy yet", ""); return; }
+  copyText(last.dataset.text).then(() => setStatus("answer copied", ""));
+}
+
+// The keyboard shortcuts, listed on /help (Ctrl or, on a Mac, Cmd).
+function onShortcut(e) {
+  const mod = e.ctrlKey || e.metaKey;
+  const key = e.key.toLowerCase();
+  const drawerOpen = document.body.classList.contains("sidebar-open");
+  if (e.key === "Escape" && e.shiftKey) {
+    setDrawer(false);
+    $("#input").focus();
+  } else if (e.key === "Escape" && drawerOpen) {
+    setDrawer(false);
+    $("#toggle-sidebar").focus();
+  } else if (e.key === "Escape" && state.controller) {
+    state.controller.abort();
+  } else if (mod && e.shiftKey && key === "o") {
+    startNewChat("new chat");
+    $("#input").focus();
+  } else if (mod && e.shiftKey && key === "c") {
+    copyLastAnswer();
+  } else if (mod && !e.shiftKey && key === "k") {
+    if (PHONE.matches) setDrawer(true);
+    $("#search").focus();
+  } else {
+    return;
+  }
+  e.preventDefault();
+}
+
 function patchCurrent(fields) {
   if (state.current) api("PATCH", "/api/conversations/" + state.current, fields).catch(showError);
 }
 
 async function init() {
+  placeMenu();
+  PHONE.addEventListener("change", placeMenu);
+  document.addEventListener("keydown", onShortcut);
   state.me = await showUser();
   $("#agent").textContent = state.me.agent;
   await loadPickers(state.me);
@@ -427,7 +486,8 @@ async function init() {
     await loadSidebar();
     setStatus("chat deleted", "");
   });
-  $("#toggle-sidebar").addEventListener("click", () => document.body.classList.toggle("sidebar-open"));
+  $("#toggle-sidebar").addEventListener("click", () =>
+    setDrawer(!document.body.classList.contains("sidebar-open")));
   $("#model").addEventListener("change", () => patchCurrent({ model: $("#model").value }));
   $("#collection").addEventListener("change", () => patchCurrent({ collection: $("#collection").value }));
   if ($("#status").dataset.kind !== "error") setStatus("ready", "");

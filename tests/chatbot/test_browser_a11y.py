@@ -115,3 +115,67 @@ def test_pages_have_no_serious_accessibility_faults(site: Site, browser, size: s
                         full_page=True)
     page.context.close()
     assert faults == {}
+
+
+LUMINANCE = """(selector) => {
+  const [r, g, b] = getComputedStyle(document.querySelector(selector)).backgroundColor
+    .match(/[\\d.]+/g).slice(0, 3).map((c) => {
+      const v = Number(c) / 255;
+      return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4;
+    });
+  return 0.2126 * r + 0.7152 * g + 0.0722 * b;
+}"""
+
+
+def test_dark_mode_follows_the_system_and_a_remembered_toggle(site: Site, browser) -> None:  # noqa: ANN001
+    page = open_page(browser, site, "desktop", "dark")
+    goto(page, f"{site.url}/#{site.conversation}")
+    expect(page.locator(".message pre code.hljs")).to_have_count(1)
+    # WCAG relative luminance: the page and its code are dark, and every text contrasts.
+    assert page.evaluate(LUMINANCE, "body") < 0.02
+    assert page.evaluate(LUMINANCE, ".message pre code") < 0.05
+    assert serious(axe(page, ["color-contrast"])) == []
+    expect(page.locator("#theme-toggle")).to_have_attribute("aria-pressed", "true")
+    # The toggle wins over the system's scheme, in this browser, across pages and reloads.
+    page.click("#theme-toggle")
+    expect(page.locator("#theme-toggle")).to_have_attribute("aria-pressed", "false")
+    assert page.evaluate(LUMINANCE, "body") > 0.9
+    goto(page, site.url + "/settings")
+    assert page.evaluate(LUMINANCE, "body") > 0.9
+    goto(page, f"{site.url}/#{site.conversation}")
+    assert page.evaluate(LUMINANCE, ".message pre code") > 0.9
+    assert serious(axe(page, ["color-contrast"])) == []
+    page.click("#theme-toggle")
+    assert page.evaluate(LUMINANCE, "body") < 0.02
+    page.context.close()
+
+
+def test_phone_layout_one_header_row_a_drawer_and_a_wide_message_box(site: Site,  # noqa: ANN001
+                                                                      browser) -> None:
+    page = open_page(browser, site, "phone", "light")
+    goto(page, f"{site.url}/#{site.conversation}")
+    width = SIZES["phone"]["width"]
+    assert page.locator("#input").bounding_box()["width"] >= 0.7 * width
+    assert page.locator("header").bounding_box()["height"] <= 56  # one row
+    # Icon buttons keep their names; Send and Stop share one place.
+    for name in ("Menu", "New chat", "Log out", "Attach", "Send"):
+        expect(page.get_by_role("button", name=name, exact=True)).to_be_visible()
+    expect(page.get_by_role("button", name="Stop", exact=True)).to_be_hidden()
+    # The pickers and page links are in the drawer, with the chats.
+    expect(page.locator("#model")).to_be_hidden()
+    page.get_by_role("button", name="Menu").click()
+    drawer = page.locator("#sidebar")
+    expect(page.locator("#toggle-sidebar")).to_have_attribute("aria-expanded", "true")
+    for control in (drawer.get_by_label("Model"), drawer.get_by_label("Documents"),
+                    drawer.get_by_role("link", name="Settings"),
+                    drawer.get_by_role("link", name="Help"), drawer.locator("#conversations a")):
+        expect(control).to_be_visible()
+    assert drawer.bounding_box()["width"] <= width
+    page.keyboard.press("Escape")
+    expect(drawer).to_be_hidden()
+    # Wider than 640 px: today's desktop layout, the pickers back in the header.
+    page.set_viewport_size(SIZES["desktop"])
+    expect(page.locator("header #model")).to_be_visible()
+    expect(drawer).to_be_visible()
+    expect(page.get_by_role("button", name="Stop", exact=True)).to_be_disabled()
+    page.context.close()
