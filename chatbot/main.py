@@ -28,6 +28,7 @@ from .api.routes import (
     users,
 )
 from .api.routes import auth as auth_routes
+from .api.routes import shares as share_routes
 from .auth import current_user, ensure_bootstrap_users
 from .config import Settings
 from .llm import LLMClient
@@ -95,6 +96,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for module in (ops, pages, auth_routes, chat, conversations, attachments, keys, users,
                    prompts, openai, responses, embeddings):
         app.include_router(module.router)
+    app.include_router(share_routes.router)  # /s/<token> reads need no login
     # The documents proxy acts with rag's key: only for a logged-in user.
     app.include_router(documents.router, dependencies=[
         Depends(current_user), Depends(attachments.no_private_collection)])

@@ -77,6 +77,7 @@ function markLast() {
 function renderConversation(conv) {
   $("#messages").replaceChildren();
   $("#conv-bar").hidden = !conv;
+  $("#share-panel").hidden = true;
   if (!conv) { state.current = null; showAttachments([]); return; }
   state.current = conv.id;
   $("#conv-title").textContent = conv.title;
@@ -389,6 +390,16 @@ async function loadPickers(me) {
   }
 }
 
+// A read-only link to the open chat (the server keeps only its hash: shown once, here).
+async function shareCurrent() {
+  const share = await api("POST", "/api/conversations/" + encodeURIComponent(state.current) + "/shares", {});
+  $("#share-url").value = location.origin + share.path;
+  $("#share-panel").hidden = false;
+  $("#share-url").focus();
+  $("#share-url").select();
+  setStatus("read-only link made: copy it now, it is not shown again", "");
+}
+
 function copyLastAnswer() {
   const answers = document.querySelectorAll(".message.assistant:not(.pending)");
   const last = answers[answers.length - 1];
@@ -486,6 +497,10 @@ async function init() {
     await loadSidebar();
     setStatus("chat deleted", "");
   });
+  $("#share").addEventListener("click", () => shareCurrent().catch(showError));
+  $("#copy-share").addEventListener("click", () => copyText($("#share-url").value)
+    .then(() => setStatus("link copied", "")));
+  $("#close-share").addEventListener("click", () => { $("#share-panel").hidden = true; $("#share").focus(); });
   $("#toggle-sidebar").addEventListener("click", () =>
     setDrawer(!document.body.classList.contains("sidebar-open")));
   $("#model").addEventListener("change", () => patchCurrent({ model: $("#model").value }));

@@ -16,10 +16,39 @@ async function loadKeys() {
     cell.appendChild(button("Revoke", "delete", async () => {
       await api("DELETE", "/api/keys/" + k.id);
       await loadKeys();
+  await loadShares();
     }));
     row.appendChild(cell);
     tbody.appendChild(row);
   });
+}
+
+async function loadShares() {
+  const list = await api("GET", "/api/shares");
+  const tbody = $("#share-list tbody");
+  tbody.replaceChildren();
+  list.data.forEach((sh) => {
+    const row = el("tr");
+    row.dataset.id = sh.id;
+    const cell = el("td", "name");
+    const link = el("a", "", sh.title);
+    link.href = "/#" + sh.conversation_id;
+    cell.appendChild(link);
+    row.appendChild(cell);
+    row.appendChild(el("td", "", when(sh.created_at)));
+    const actions = el("td");
+    const revoke = button("Revoke", "delete", async () => {
+      await api("DELETE", "/api/shares/" + sh.id);
+      setStatus("link to " + sh.title + " revoked", "");
+      await loadShares();
+    });
+    revoke.setAttribute("aria-label", "Revoke the link to " + sh.title);
+    actions.appendChild(revoke);
+    row.appendChild(actions);
+    tbody.appendChild(row);
+  });
+  $("#share-list").hidden = !list.data.length;
+  $("#no-shares").hidden = list.data.length > 0;
 }
 
 async function loadUsers(me) {
@@ -89,6 +118,7 @@ async function init() {
   const me = await showUser();
   $("#base-url").textContent = location.origin + "/v1";
   await loadKeys();
+  await loadShares();
   $("#new-key").addEventListener("submit", async (e) => {
     e.preventDefault();
     try {
@@ -97,6 +127,7 @@ async function init() {
       $("#new-key-value").textContent = "Your new key (shown only now): " + key.key;
       $("#key-name").value = "";
       await loadKeys();
+  await loadShares();
     } catch (err) { setStatus("Error: " + err.message, "error"); }
   });
   if (me.user.is_admin) {

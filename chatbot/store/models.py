@@ -151,6 +151,19 @@ class Attachment(Base):
     created_at: Mapped[float] = mapped_column(Float, default=now)
 
 
+class ConversationShare(Base):
+    """A read-only link to one conversation: the link holds a random token, the table only its
+    SHA-256 (as for logins). Revoked by deleting the row; gone with the conversation."""
+
+    __tablename__ = "conversation_shares"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    conversation_id: Mapped[str] = mapped_column(
+        ForeignKey("conversations.id", ondelete="CASCADE"), index=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[float] = mapped_column(Float, default=now)
+
+
 class StoredResponse(Base):
     """A `/v1/responses` answer kept for `previous_response_id`: the chat messages that led
     to it with its answer, and the Response object; readable by its requester alone."""

@@ -33,6 +33,7 @@ class Site:
     url: str
     cookies: list[dict]
     conversation: str
+    shared: str  # the path of a read-only link to the conversation
 
 
 @pytest.fixture(scope="module")
@@ -47,8 +48,10 @@ def site() -> Iterator[Site]:
             assert r.status_code == 200
             r.read()
         conversation = client.get("/api/conversations").json()["data"][0]["id"]
+        r = client.post(f"/api/conversations/{conversation}/shares", json={})
+        assert r.status_code == 201, r.text
         cookies = [{"name": k, "value": v, "url": ui.url} for k, v in client.cookies.items()]
-        yield Site(ui.url, cookies, conversation)
+        yield Site(ui.url, cookies, conversation, r.json()["path"])
 
 
 @pytest.fixture(scope="module")
@@ -100,11 +103,11 @@ def test_pages_have_no_serious_accessibility_faults(site: Site, browser, size: s
                                                     theme: str, artifacts_dir: Path) -> None:
     page = open_page(browser, site, size, theme)
     pages = {"chat": f"/#{site.conversation}", "documents": "/documents",
-             "settings": "/settings"}
+             "settings": "/settings", "shared": site.shared}
     faults: dict[str, list[str]] = {}
     for name, path in pages.items():
         goto(page, site.url + path)
-        if name == "chat":
+        if name in ("chat", "shared"):
             expect(page.locator(".message")).to_have_count(2)
         found = serious(axe(page))
         if found:

@@ -26,7 +26,7 @@ VENDOR = {
 PAGES = {"": "index.html", "documents": "documents.html", "login": "login.html",
          "settings": "settings.html"}
 ASSETS = {"app.js", "render.js", "documents.js", "login.js", "settings.js", "common.js",
-          "theme.js", "style.css"}
+          "theme.js", "shared.js", "style.css"}
 
 
 def _file(path: Path) -> FileResponse:
