@@ -1,16 +1,43 @@
-"""Fixtures shared by every service's tests; the browser tests' skip."""
+"""Fixtures shared by every service's tests; the session's clean-up when interrupted; the
+browser tests' skip."""
 
 from __future__ import annotations
 
+import os
+import signal
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tests.utils.browser import require_browser
-from tests.utils.procs import ServiceProcess
+from tests.utils.procs import ServiceProcess, kill_process_groups
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+_previous_handler = pytest.StashKey[Any]()
+
+
+def _interrupted(signum: int, frame: Any) -> None:
+    """SIGTERM as Ctrl-C: pytest stops and runs every finaliser, which stops its services.
+    A second SIGTERM does not wait for them: it kills what runs and exits."""
+    signal.signal(signal.SIGTERM, _terminated)
+    raise KeyboardInterrupt(f"{signal.Signals(signum).name} received")
+
+
+def _terminated(signum: int, frame: Any) -> None:
+    kill_process_groups()
+    os._exit(128 + signum)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.stash[_previous_handler] = signal.signal(signal.SIGTERM, _interrupted)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    # After every finaliser: whatever a service left in its process group.
+    kill_process_groups()
+    signal.signal(signal.SIGTERM, config.stash.get(_previous_handler, signal.SIG_DFL))
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
