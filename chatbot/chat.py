@@ -23,6 +23,7 @@ from services.errors import APIError
 from services.thinking import ThinkSplitter, chunk_reasoning
 
 from . import links, pipeline, templates
+from .answer_stats import AnswerStats
 from .config import Settings
 from .history import trim
 from .llm import LLMClient, sse_json
@@ -110,6 +111,7 @@ async def run_turn(req: TurnRequest, settings: Settings, db: Database, llm: LLMC
     # A thinking model's reasoning: its own events (unless /think off), stored apart.
     splitter = ThinkSplitter()
     show_thinking = begun.options.get("think", True) is not False
+    stats = AnswerStats(begun.model)  # the answer's details, shown on demand
     try:
         content = templates.render("system", edited, settings)
         url = links.link_in(begun.question)
@@ -142,7 +144,8 @@ async def run_turn(req: TurnRequest, settings: Settings, db: Database, llm: LLMC
             yield event("notice", notice)
         prepared.body = {"model": begun.model, "messages": messages,
                          "temperature": settings.temperature,
-                         "max_tokens": settings.answer_tokens}
+                         "max_tokens": settings.answer_tokens,
+                         "stream_options": {"include_usage": True}}
         finish_reason = None
         async for ev in pipeline.generate(llm, prepared, settings.loop_guard()):
             if ev.kind == "loop":
@@ -157,6 +160,7 @@ async def run_turn(req: TurnRequest, settings: Settings, db: Database, llm: LLMC
                 yield event("status", {"state": "generating", "model": begun.model})
             else:
                 text, finish = pipeline.chunk_text(ev.data)
+                stats.feed(ev.data, text or chunk_reasoning(ev.data))
                 finish_reason = finish or finish_reason
                 # Reasoning the upstream sent apart (llmserver does), or inline in the text.
                 for kind, piece in (splitter.thought(chunk_reasoning(ev.data))
@@ -183,6 +187,8 @@ async def run_turn(req: TurnRequest, settings: Settings, db: Database, llm: LLMC
                 "invalid_citations": extra.get("invalid_citations", [])}
         if page is not None:
             meta["link"] = {"url": page.url, "kind": page.kind, "truncated": page.truncated}
+        meta["usage"] = stats.view(len(prepared.sources or []), page.url if page else None)
+        yield event("usage", meta["usage"])
         if prepared.sources:
             yield event("sources", {"sources": extra["sources"],
                                     "cited": [s["n"] for s in extra["sources"] if s["cited"]],

@@ -31,7 +31,19 @@ function setDrawer(open) {
   $("#toggle-sidebar").setAttribute("aria-expanded", String(open));
 }
 
+// What an empty chat says to do.
+function showEmptyState() {
+  const box = el("div", "empty-state");
+  box.appendChild(el("h2", "", "Start a chat"));
+  box.appendChild(el("p", "", "Type a message below and press Enter. Attach a document with " +
+    "Attach (or drop it here), or pick a collection under Documents to answer from your " +
+    "files. Type / for commands; Help lists the keyboard shortcuts."));
+  $("#messages").replaceChildren(box);
+}
+
 function addMessage(m) {
+  const empty = $("#messages .empty-state");
+  if (empty) empty.remove();
   const wrap = el("article", "message " + m.role);
   if (m.id) wrap.dataset.id = m.id;
   wrap.appendChild(el("div", "role", m.role === "user" ? "You" : agentName()));
@@ -62,6 +74,27 @@ function thinkingBlock(wrap) {
   return block.querySelector(".thinking-text");
 }
 
+// An answer's details, on demand: model, tokens, time to first token, speed, what it used.
+function showDetails(wrap, d) {
+  const old = wrap.querySelector(".answer-details");
+  if (old) old.remove();
+  const box = el("details", "answer-details");
+  box.appendChild(el("summary", "", "Details"));
+  const list = el("dl");
+  const known = (v, unit) => (v === null || v === undefined ? "not reported" : v + unit);
+  const tokens = d.completion_tokens === null || d.completion_tokens === undefined ? "not reported"
+    : d.completion_tokens + " in the answer, " + known(d.prompt_tokens, " in the prompt");
+  [["Model", d.model], ["Tokens", tokens], ["Time to first token", known(d.first_token_s, " s")],
+    ["Speed", known(d.tokens_per_s, " tokens/s")],
+    ["Documents", d.sources ? d.sources + " source(s) retrieved" : "none"],
+    ["Link", d.link || "none"]].forEach(([name, value]) => {
+    list.appendChild(el("dt", "", name));
+    list.appendChild(el("dd", "", String(value)));
+  });
+  box.appendChild(list);
+  wrap.querySelector(".actions").after(box);
+}
+
 // Only the last answer can be regenerated.
 function markLast() {
   document.querySelectorAll(".message .regenerate").forEach((b) => b.remove());
@@ -78,7 +111,7 @@ function renderConversation(conv) {
   $("#messages").replaceChildren();
   $("#conv-bar").hidden = !conv;
   $("#share-panel").hidden = true;
-  if (!conv) { state.current = null; showAttachments([]); return; }
+  if (!conv) { state.current = null; showAttachments([]); showEmptyState(); return; }
   state.current = conv.id;
   $("#conv-title").textContent = conv.title;
   $("#export-md").href = "/api/conversations/" + conv.id + "/export?format=markdown";
@@ -89,6 +122,7 @@ function renderConversation(conv) {
       showSources(wrap, { sources: m.sources || [], invalid: (m.meta || {}).invalid_citations || [] });
       // The notices the answer streamed (history trimmed, rag down...) stay after it ends.
       ((m.meta || {}).notices || []).forEach((n) => addNotice(wrap, n.message, n.code));
+      if ((m.meta || {}).usage) showDetails(wrap, m.meta.usage);
       if (STATUS_NOTES[m.status]) addNotice(wrap, STATUS_NOTES[m.status], "muted status-" + m.status);
     }
   });
@@ -191,6 +225,7 @@ async function send(action) {
     collection: $("#collection").value, rag_k: state.ragK, think: state.think, ...action };
   let command = null;
   let finished = false;  // the stream said done: the answer is stored as shown
+  let announceAnswer = false;
   try {
     const response = await fetch("/api/chat", {
       method: "POST", headers: { "Content-Type": "application/json" },
@@ -225,6 +260,8 @@ async function send(action) {
       } else if (ev.event === "token") {
         answer += ev.data.text;
         if (!frame) frame = requestAnimationFrame(() => { frame = 0; renderMarkdown(body, answer); });
+      } else if (ev.event === "usage") {
+        showDetails(wrap, ev.data);
       } else if (ev.event === "sources") {
         answer = ev.data.text;
         showSources(wrap, ev.data);
@@ -234,6 +271,7 @@ async function send(action) {
         finished = true;
         if (ev.data.status === "repetition") addNotice(wrap, STATUS_NOTES.repetition, "muted status-repetition");
         setStatus("ready", "");
+        announceAnswer = true;
       }
     }
   } catch (err) {
@@ -251,6 +289,8 @@ async function send(action) {
     state.controller = null;
     setBusy(false);
   }
+  // Screen readers hear the whole answer once, politely, not token by token.
+  if (announceAnswer) $("#announcer").textContent = agentName() + ": " + body.textContent;
   if (command) {  // answered here, not stored: the chat stays as it is on screen
     if (command.action === "reset") startNewChat("new chat");
     return;
@@ -378,7 +418,8 @@ async function loadPickers(me) {
     models.data.forEach((m) => { const o = el("option", "", m.id); o.value = m.id; select.appendChild(o); });
     select.value = me.default_model;
   } catch (err) {
-    setStatus("The model is unreachable right now: " + err.message, "error");
+    setStatus("The model is unreachable right now: " + err.message + " Start llmserver " +
+      "(tinyllm up) or wait for it to load, then reload this page.", "error");
   }
   try {
     const cols = await api("GET", "/api/collections");
@@ -447,7 +488,7 @@ async function init() {
   await loadPickers(state.me);
   const id = location.hash.slice(1);
   await loadSidebar();
-  if (id) await openConversation(id);
+  if (id) await openConversation(id); else showEmptyState();
   $("#composer").addEventListener("submit", (e) => {
     e.preventDefault();
     const text = $("#input").value.trim();

@@ -15,6 +15,7 @@ async function loadCollections(select) {
   box.replaceChildren();
   cols.data.forEach((c) => { const o = el("option", "", c.name); o.value = c.name; box.appendChild(o); });
   if (select) box.value = select;
+  if (!cols.data.length) setStatus("No collections yet: name one and press Create, then upload files into it.", "");
   await loadDocuments();
 }
 
@@ -27,6 +28,13 @@ async function loadDocuments() {
   const docs = await api("GET", "/api/collections/" + encodeURIComponent(current()) + "/documents");
   if (mine !== loading) return;
   tbody.replaceChildren();
+  if (!docs.data.length) {
+    const row = el("tr", "empty");
+    const cell = el("td", "", "No documents in this collection yet: choose files above and press Upload.");
+    cell.colSpan = 5;
+    row.appendChild(cell);
+    tbody.appendChild(row);
+  }
   docs.data.forEach((d) => {
     const row = el("tr");
     row.appendChild(el("td", "name", d.name));
@@ -127,7 +135,8 @@ async function init() {
 
 function showError(err) {
   const down = err.status === 503 || err.status === 504;
-  setStatus((down ? "The document service is unavailable: " : "Error: ") + err.message, "error");
+  setStatus(down ? "The document service is unavailable: " + err.message + " Start rag " +
+    "(tinyllm up), then reload this page." : "Error: " + err.message, "error");
 }
 
 init().catch(showError).finally(() => { document.body.dataset.ready = "1"; });

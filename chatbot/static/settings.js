@@ -7,6 +7,13 @@ async function loadKeys() {
   const keys = await api("GET", "/api/keys");
   const tbody = $("#keys tbody");
   tbody.replaceChildren();
+  if (!keys.data.length) {
+    const row = el("tr", "empty");
+    const cell = el("td", "", "No API keys yet: name one above and press Create key.");
+    cell.colSpan = 4;
+    row.appendChild(cell);
+    tbody.appendChild(row);
+  }
   keys.data.forEach((k) => {
     const row = el("tr");
     row.appendChild(el("td", "name", k.name));

@@ -1,10 +1,12 @@
 """The pages for everyone, in a real headless Chromium: axe-core (from npm, injected by the
-test, never served) finds no critical or serious fault on the chat, documents, settings and
-shared pages, at desktop and phone size, in light and dark; screenshots of each go to the
-test artifacts."""
+test, never served) finds no critical or serious fault on the chat, documents, settings,
+shared and help pages, at desktop and phone size, in light and dark (screenshots of each go to
+the test artifacts); dark mode; the phone layout; answer details from the stream's usage,
+keyboard shortcuts, visible focus and the live region, against the real llmserver."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -78,7 +80,8 @@ def open_page(browser, site: Site, size: str, theme: str):  # noqa: ANN001, ANN2
 
 def goto(page, url: str) -> None:  # noqa: ANN001
     page.goto(url)
-    page.wait_for_selector("body[data-ready]")
+    if not url.endswith("/help"):  # the one page without a script
+        page.wait_for_selector("body[data-ready]")
 
 
 def axe(page, rules: list[str] | None = None) -> list[dict]:  # noqa: ANN001
@@ -103,7 +106,7 @@ def test_pages_have_no_serious_accessibility_faults(site: Site, browser, size: s
                                                     theme: str, artifacts_dir: Path) -> None:
     page = open_page(browser, site, size, theme)
     pages = {"chat": f"/#{site.conversation}", "documents": "/documents",
-             "settings": "/settings", "shared": site.shared}
+             "settings": "/settings", "shared": site.shared, "help": "/help"}
     faults: dict[str, list[str]] = {}
     for name, path in pages.items():
         goto(page, site.url + path)
@@ -182,3 +185,78 @@ def test_phone_layout_one_header_row_a_drawer_and_a_wide_message_box(site: Site,
     expect(drawer).to_be_visible()
     expect(page.get_by_role("button", name="Stop", exact=True)).to_be_disabled()
     page.context.close()
+
+
+def test_answer_details_shortcuts_focus_and_live_region(llm_server: ServiceProcess,  # noqa: ANN001
+                                                        browser) -> None:
+    """Against the real llmserver: its stream's usage is what Details shows."""
+    with ServiceProcess("chatbot", "CHATBOT_", env=chatbot_env(
+            llm_server.url, CHATBOT_ANSWER_TOKENS="48")) as ui, \
+            httpx.Client(base_url=ui.url, timeout=60) as api:
+        context = browser.new_context(viewport=SIZES["desktop"],
+                                      permissions=["clipboard-read", "clipboard-write"])
+        page = context.new_page()
+        page.set_default_timeout(120_000)  # two shared cores generate slowly under load
+        goto(page, ui.url + "/")
+        expect(page.locator(".empty-state")).to_contain_text("Type a message below")
+
+        # Esc stops an answer while it streams; Ctrl+Shift+O starts a new chat.
+        page.fill("#input", "Write a very long story about a dragon who learns to cook.")
+        page.press("#input", "Enter")
+        expect(page.locator(".message.assistant .body")).to_have_text(re.compile(r"\w+ \w+"))
+        page.keyboard.press("Escape")
+        expect(page.locator("#status")).to_have_text("stopped")
+        page.keyboard.press("Control+Shift+O")
+        expect(page.locator(".message")).to_have_count(0)
+        expect(page.locator(".empty-state")).to_be_visible()
+        expect(page.locator("#input")).to_be_focused()
+
+        # A whole answer: announced once in the polite live region, with its details.
+        page.fill("#input", "Say hello in one short sentence.")
+        page.press("#input", "Enter")
+        expect(page.locator("#status")).to_have_text("ready")
+        answer = page.locator(".message.assistant").last
+        text = answer.locator(".body").inner_text().strip()
+        assert text
+        announcer = page.locator("#announcer")
+        assert announcer.get_attribute("aria-live") == "polite"
+        expect(announcer).to_have_text(f"Jarvis: {text}")
+        stored = api.get("/api/conversations").json()["data"][0]
+        usage = api.get(f"/api/conversations/{stored['id']}").json()["messages"][-1]["meta"][
+            "usage"]
+        assert usage["model"] == "smollm2-135m-instruct"
+        assert usage["completion_tokens"] > 0 and usage["prompt_tokens"] > 0
+        assert usage["first_token_s"] > 0 and usage["sources"] == 0 and usage["link"] is None
+        for where in ("streamed", "history"):
+            details = answer.locator(".answer-details")
+            expect(details.locator("dd").first).to_be_hidden()  # on demand only
+            details.locator("summary").click()
+            expect(details.locator("dd")).to_have_text([
+                "smollm2-135m-instruct",
+                f"{usage['completion_tokens']} in the answer, "
+                f"{usage['prompt_tokens']} in the prompt",
+                f"{usage['first_token_s']} s",
+                re.compile(r"^(\d+(\.\d)? tokens/s|not reported)$"), "none", "none"])
+            if where == "streamed":
+                page.reload()
+                page.wait_for_selector("body[data-ready]")
+                answer = page.locator(".message.assistant").last
+
+        # Copy the last answer, search chats, back to the box; focus is visible.
+        page.keyboard.press("Control+Shift+C")
+        expect(page.locator("#status")).to_have_text("answer copied")
+        assert page.evaluate("navigator.clipboard.readText()") == text
+        page.keyboard.press("Control+K")
+        expect(page.locator("#search")).to_be_focused()
+        page.keyboard.press("Shift+Escape")
+        expect(page.locator("#input")).to_be_focused()
+        page.keyboard.press("Shift+Tab")
+        outline = page.evaluate("getComputedStyle(document.activeElement).outlineStyle")
+        assert outline not in ("", "none"), outline
+
+        # The shortcuts are documented under /help.
+        goto(page, ui.url + "/help")
+        for keys in ("Ctrl+Shift+O", "Shift+Esc", "Esc", "Ctrl+Shift+C", "Ctrl+K"):
+            expect(page.locator("#shortcuts td").filter(
+                has_text=re.compile("^" + re.escape(keys) + "$"))).to_have_count(1)
+        context.close()

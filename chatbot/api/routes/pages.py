@@ -23,8 +23,8 @@ VENDOR = {
     "highlight-light.css": "@highlightjs/cdn-assets/styles/a11y-light.min.css",
     "highlight-dark.css": "@highlightjs/cdn-assets/styles/a11y-dark.min.css",
 }
-PAGES = {"": "index.html", "documents": "documents.html", "login": "login.html",
-         "settings": "settings.html"}
+PAGES = {"": "index.html", "documents": "documents.html", "help": "help.html",
+         "login": "login.html", "settings": "settings.html"}
 ASSETS = {"app.js", "render.js", "documents.js", "login.js", "settings.js", "common.js",
           "theme.js", "shared.js", "style.css"}
 
@@ -57,6 +57,12 @@ async def login_page() -> FileResponse:
 async def settings_page() -> FileResponse:
     """API keys; users and sign-up for the admin."""
     return _file(STATIC / PAGES["settings"])
+
+
+@router.get("/help", include_in_schema=False)
+async def help_page() -> FileResponse:
+    """Keyboard shortcuts, commands and what the page's buttons do."""
+    return _file(STATIC / PAGES["help"])
 
 
 @router.get("/static/{name}", include_in_schema=False)
