@@ -156,8 +156,8 @@ def test_dark_mode_follows_the_system_and_a_remembered_toggle(site: Site, browse
     page.context.close()
 
 
-def test_phone_layout_one_header_row_a_drawer_and_a_wide_message_box(site: Site,  # noqa: ANN001
-                                                                      browser) -> None:
+def test_phone_layout_one_header_row_a_drawer_and_a_wide_message_box(
+        site: Site, browser, artifacts_dir: Path) -> None:  # noqa: ANN001
     page = open_page(browser, site, "phone", "light")
     goto(page, f"{site.url}/#{site.conversation}")
     width = SIZES["phone"]["width"]
@@ -177,6 +177,7 @@ def test_phone_layout_one_header_row_a_drawer_and_a_wide_message_box(site: Site,
                     drawer.get_by_role("link", name="Help"), drawer.locator("#conversations a")):
         expect(control).to_be_visible()
     assert drawer.bounding_box()["width"] <= width
+    page.screenshot(path=str(artifacts_dir / "chatbot-chat-phone-menu.png"))
     page.keyboard.press("Escape")
     expect(drawer).to_be_hidden()
     # Wider than 640 px: today's desktop layout, the pickers back in the header.
