@@ -10,6 +10,8 @@
 #       examples per operation instead of the default suite's 25 fixed ones (minutes)
 #   scripts/test.sh --bench [PYTEST ARGS...]    `tinyllm bench --quick` as a smoke test (every
 #       benchmark, tens of minutes on 2 cores)
+# pytest replaces this shell (exec), so Ctrl-C or SIGTERM reaches it and every service the
+# tests started is stopped. How the suite is organised: docs/testing.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 images=0
