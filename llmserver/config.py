@@ -79,6 +79,15 @@ class Settings(ServiceSettings):
         1, ge=1, le=16, description="Models kept in memory at once (least recently used go)."
     )
     seed: int = Field(-1, description="Default sampling seed; -1 picks a random one.")
+    keep_alive: str = Field(
+        "-1", pattern=r"^\s*-?\d+(\.\d+)?\s*[smh]?\s*$",
+        description="How long a model stays loaded after its last request: seconds, or 30s, "
+                    "5m, 1h; -1 keeps it loaded (the default), 0 unloads it at once. A "
+                    "request's keep_alive (as Ollama's API takes it) sets it for its model.")
+    memory_budget_mb: int = Field(
+        0, ge=0,
+        description="Memory a model may need to be loaded (weights plus KV cache), in MB; 0: "
+                    "the memory available now. A model that needs more is refused with 507.")
 
     def slots(self, gpu: bool = True, kv_bytes: int | None = None) -> int:
         """`parallel`, or sized for the machine: 16 with layers on a GPU; on the CPU 8, or as
@@ -127,3 +136,15 @@ def available_memory() -> int | None:
     except (OSError, ValueError, IndexError):
         pass
     return None
+
+
+def duration_s(value: str | float | int) -> float:
+    """Seconds of a keep_alive value (12, "12", "30s", "5m", "1h"); negative: forever."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    text = str(value).strip().lower()
+    scale = {"s": 1, "m": 60, "h": 3600}.get(text[-1:], 0)
+    try:
+        return float(text[:-1] if scale else text) * (scale or 1)
+    except ValueError:
+        raise ValueError(f"'{value}' is not a duration (use seconds, or 30s, 5m, 1h)") from None

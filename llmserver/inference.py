@@ -225,6 +225,7 @@ class Inference:
         self.pool.resolve(req.model)  # 404 before anything else
         model = await self.pool.acquire(req.model)
         try:
+            self.pool.keep(model, req.keep_alive)
             return model, await prepare(model)
         except BaseException:
             self.pool.release(model)
@@ -244,8 +245,11 @@ class Inference:
         top = (req.top_logprobs or 0) if req.logprobs else None
 
         async def prepare(model: LoadedModel) -> Job:
-            small = sum(len(str(m.get("content") or "")) for m in plan.messages) < INLINE_CHARS
-            prompt = await _work(small, model.chat_tokens, plan.messages)
+            messages = plan.messages
+            if model.system_prompt and not any(m.get("role") == "system" for m in messages):
+                messages = [{"role": "system", "content": model.system_prompt}, *messages]
+            small = sum(len(str(m.get("content") or "")) for m in messages) < INLINE_CHARS
+            prompt = await _work(small, model.chat_tokens, messages)
             stops = list(req.stop or []) + ([model.eos_text()] if model.eos_text() else [])
             return await self._submit(req, model, prompt, stops, plan.grammar, top)
 

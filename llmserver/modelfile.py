@@ -140,3 +140,21 @@ def check(path: Path) -> GGUFInfo:
         raise ValueError(f"the file is truncated: its tensors need {need:,} bytes, it has "
                          f"{info.size:,}")
     return info
+
+
+_cache: dict[tuple[Path, float], GGUFInfo | None] = {}
+
+
+def cached(path: Path) -> GGUFInfo | None:
+    """`read`, remembered per file version (listings ask on every request); None when the
+    file is not a readable GGUF."""
+    try:
+        key = (path, path.stat().st_mtime)
+    except OSError:
+        return None
+    if key not in _cache:
+        try:
+            _cache[key] = read(path)
+        except (OSError, ValueError):
+            _cache[key] = None
+    return _cache[key]

@@ -17,8 +17,8 @@ from typing import Any
 
 from services.errors import APIError
 
-from . import backend
-from .config import Settings
+from . import backend, model_settings, modelfile
+from .config import Settings, available_memory, duration_s
 from .engine import Engine, EngineStats, Runtime
 from .models import discover
 
@@ -38,6 +38,9 @@ class LoadedModel:
     loaded_at: float = field(default_factory=time.time)
     leases: int = 0
     drained: asyncio.Event = field(default_factory=asyncio.Event)
+    keep_alive_s: float = -1  # idle time before it is unloaded; negative: never
+    system_prompt: str | None = None  # models.json's default system message
+    used_at: float = field(default_factory=time.monotonic)
 
     def tokenize(self, text: str, add_bos: bool) -> list[int]:
         return self.llama.tokenize(text.encode("utf-8"), add_bos=add_bos, special=True)
@@ -67,10 +70,10 @@ class LoadedModel:
         self.llama.close()
 
 
-def _formatter(llama: Any) -> Any:
+def _formatter(llama: Any, template: str | None = None) -> Any:
     from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
-    template = llama.metadata.get("tokenizer.chat_template")
+    template = template or llama.metadata.get("tokenizer.chat_template")
     if not template:
         return None
     eos = llama.detokenize([llama.token_eos()], special=True).decode("utf-8", "ignore")
@@ -133,11 +136,15 @@ class ModelPool:
             stale = self.loaded.pop(name, None)  # the file changed on disk
             if stale is not None:
                 await self._unload(stale)
+            overrides = self._model_settings(name)
+            evicted = list(self.loaded.values())[
+                :max(0, len(self.loaded) + 1 - self.settings.max_loaded_models)]
+            self._check_memory(name, path, overrides, evicted)
             while len(self.loaded) >= self.settings.max_loaded_models:
                 _, old = self.loaded.popitem(last=False)
                 await self._unload(old)
             try:
-                model = await asyncio.to_thread(self._load_sync, name, path)
+                model = await asyncio.to_thread(self._load_sync, name, path, overrides)
             except Exception as exc:  # a broken GGUF must not take the server down
                 log.exception("cannot load %s", path)
                 raise APIError(500, f"Model '{name}' could not be loaded: {exc}",
@@ -150,6 +157,65 @@ class ModelPool:
         model.leases -= 1
         if model.leases <= 0:
             model.drained.set()
+            model.used_at = time.monotonic()
+            if model.keep_alive_s >= 0:
+                try:
+                    loop = asyncio.get_running_loop()
+                except RuntimeError:
+                    return
+                stamp = model.used_at
+                loop.call_later(model.keep_alive_s,
+                                lambda: loop.create_task(self._unload_idle(model, stamp)))
+
+    async def _unload_idle(self, model: LoadedModel, stamp: float) -> None:
+        """Unload `model` if nobody used it since `stamp` (its keep_alive ran out)."""
+        async with self.lock:
+            if model.leases or model.used_at != stamp or self.loaded.get(model.name) is not model:
+                return
+            self.loaded.pop(model.name)
+            await self._unload(model)
+            log.info("unloaded %s after %.0fs idle", model.name, model.keep_alive_s)
+
+    def keep(self, model: LoadedModel, keep_alive: str | float | int | None) -> None:
+        """A request's keep_alive for its model (400 when it is not a duration)."""
+        if keep_alive is None:
+            return
+        try:
+            model.keep_alive_s = duration_s(keep_alive)
+        except ValueError as exc:
+            raise APIError(400, str(exc), code="invalid_value", param="keep_alive") from exc
+
+    def _model_settings(self, name: str) -> model_settings.ModelSettings:
+        try:
+            return model_settings.of(self.settings.models_dir, name)
+        except ValueError as exc:
+            raise APIError(500, f"Model '{name}' has bad settings: {exc}",
+                           code="model_settings_invalid", param="model") from exc
+
+    def _check_memory(self, name: str, path: Path, overrides: model_settings.ModelSettings,
+                      evicted: list[LoadedModel]) -> None:
+        """Refuse (507) a model whose weights and KV cache need more memory than there is,
+        counting what unloading `evicted` gives back; never an out-of-memory kill."""
+        s = self.settings.model_copy(update=overrides.engine())
+        if s.n_gpu_layers and backend.has_gpu():
+            return  # the weights go to the GPU; llama.cpp reports a VRAM shortfall itself
+        try:
+            info = modelfile.read(path)
+        except (OSError, ValueError):
+            return  # llama.cpp's load gives the clearer error
+        n_ctx = min(s.n_ctx, info.context_length or s.n_ctx)
+        kv = info.kv_bytes_per_token() * n_ctx
+        slots = s.slots(gpu=False, kv_bytes=kv or None)
+        need = info.size + slots * kv + (64 << 20)  # and llama.cpp's compute buffers
+        budget = s.memory_budget_mb << 20 or (available_memory() or 0)
+        budget += sum(m.path.stat().st_size for m in evicted if m.path.exists())
+        if budget and need > budget:
+            raise APIError(507, f"Model '{name}' needs about {need / 2**30:.2f} GiB of memory "
+                           f"(weights {info.size / 2**30:.2f} GiB, KV cache "
+                           f"{slots * kv / 2**30:.2f} GiB for {slots} slots of {n_ctx} tokens);"
+                           f" {budget / 2**30:.2f} GiB is available. Use a smaller "
+                           "quantisation, a shorter context (n_ctx) or fewer slots.",
+                           code="insufficient_memory", param="model")
 
     async def _unload(self, model: LoadedModel) -> None:
         """Out of `loaded` already: wait until the last lease is returned, then free it."""
@@ -158,10 +224,12 @@ class ModelPool:
         await asyncio.to_thread(model.close)
         log.info("unloaded %s", model.name)
 
-    def _load_sync(self, name: str, path: Path) -> LoadedModel:
+    def _load_sync(self, name: str, path: Path,
+                   overrides: model_settings.ModelSettings | None = None) -> LoadedModel:
         from llama_cpp import Llama, llama_model_n_ctx_train
 
-        s = self.settings
+        overrides = overrides or model_settings.ModelSettings()
+        s = self.settings.model_copy(update=overrides.engine())
         started = time.perf_counter()
         # Llama's own context only tokenizes; the engine decodes in a context of its own.
         llama = Llama(model_path=str(path), n_ctx=64, n_batch=64, n_threads=s.n_threads,
@@ -180,7 +248,23 @@ class ModelPool:
                         stream_interval=s.stream_interval_ms / 1000)
         log.info("loaded %s from %s in %.2fs (context %d, %d slots)", name, path,
                  time.perf_counter() - started, n_ctx, slots)
-        return LoadedModel(name, path, llama, engine, n_ctx, _formatter(llama))
+        model = LoadedModel(name, path, llama, engine, n_ctx,
+                            _formatter(llama, overrides.chat_template))
+        model.keep_alive_s = duration_s(overrides.keep_alive or s.keep_alive)
+        model.system_prompt = overrides.system_prompt
+        return model
+
+    async def forget(self, name: str) -> None:
+        """Unload `name` before its file goes; 409 while a request uses it."""
+        async with self.lock:
+            model = self.loaded.get(name)
+            if model is None:
+                return
+            if model.leases:
+                raise APIError(409, f"The model '{name}' is answering a request; try again "
+                               "when it is done.", code="model_in_use", param="name")
+            self.loaded.pop(name)
+            await self._unload(model)
 
     def slots_of(self, name: str) -> int | None:
         """The slots of a loaded model (None when it is not loaded)."""

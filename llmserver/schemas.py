@@ -66,6 +66,9 @@ class SamplingParams(StrictBase):
     stream: bool = False
     stream_options: StreamOptions | None = None
     logit_bias: dict[str, float] | None = None
+    keep_alive: float | str | None = Field(
+        None, description="How long the model stays loaded after this request (as Ollama's "
+                          "API takes it): seconds, or 30s, 5m, 1h; -1 forever, 0 unload now.")
 
     @field_validator("logit_bias")
     @classmethod

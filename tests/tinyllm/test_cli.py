@@ -31,6 +31,10 @@ def test_every_service_has_help_and_refuses_arguments(service: str) -> None:
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith(f"usage: python -m {service}")
     assert f"{service.upper()}_PORT" in result.stdout
+    if service == "llmserver":  # takes llama_cpp.server's flags; a mistyped one is an error
+        bad = run("-m", service, "--n_gpu_layer", "1")
+        assert bad.returncode == 2 and "unrecognized arguments: --n_gpu_layer" in bad.stderr
+        return
     bad = run("-m", service, "--port", "1")  # would otherwise start a server on the default
     assert bad.returncode == 2 and "unexpected argument '--port'" in bad.stderr
 

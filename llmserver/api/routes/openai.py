@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Path, Request
 
 from services.auth import require_api_key
+from services.errors import APIError
 from services.http import STREAMED_RESPONSES
 
-from ... import backend
+from ... import backend, model_settings, modelfile
 from ...models import context_length
 from ...schemas import ChatCompletionRequest, CompletionRequest
 from ..deps import InferenceDep, SettingsDep
@@ -36,15 +37,41 @@ async def list_models(inference: InferenceDep, settings: SettingsDep) -> dict[st
     that many in flight."""
     models = inference.pool.available()
     guess = settings.slots(gpu=backend.has_gpu())  # a model not loaded yet
+    try:
+        per_model = model_settings.load(settings.models_dir)
+    except ValueError:
+        per_model = {}  # loading that model says what is wrong with the file
     data = []
     for name, path in sorted(models.items()):
+        own = per_model.get(name)
         # Served at the shorter of the server's context and the one the model was trained on.
         trained = context_length(path)
-        n_ctx = min(settings.n_ctx, trained) if trained else settings.n_ctx
+        wanted = own.n_ctx if own and own.n_ctx else settings.n_ctx
+        n_ctx = min(wanted, trained) if trained else wanted
+        info = modelfile.cached(path)
         data.append({"id": name, "object": "model", "created": int(path.stat().st_mtime),
                      "owned_by": "tinyllm", "context_length": n_ctx, "n_ctx": n_ctx,
-                     "slots": inference.pool.slots_of(name) or guess})
+                     "slots": inference.pool.slots_of(name) or guess,
+                     "size_bytes": path.stat().st_size,
+                     "quantization": info.quant if info else None,
+                     "parameters": info.parameters if info else None,
+                     "loaded": name in inference.pool.loaded,
+                     "settings": own.model_dump(exclude_none=True) if own else {}})
     return {"object": "list", "data": data}
+
+
+@router.delete("/models/{name}")
+async def delete_model(name: Annotated[str, Path(max_length=256)], inference: InferenceDep,
+                       settings: SettingsDep) -> dict[str, Any]:
+    """Remove a model file from the models folder (409 while it answers a request; the
+    packaged models cannot be removed)."""
+    _, path = inference.pool.resolve(name)
+    if path.absolute().parent != settings.models_dir.absolute():
+        raise APIError(403, f"The model '{name}' comes with the installation and cannot be "
+                       "removed.", code="model_packaged", param="name")
+    await inference.pool.forget(name)
+    path.unlink(missing_ok=True)
+    return {"id": name, "object": "model", "deleted": True}
 
 
 @router.post("/chat/completions", responses=STREAMED_RESPONSES)
