@@ -136,6 +136,7 @@ def test_private_sources_never_reach_a_link() -> None:
     assert public_message(m)["sources"] == [{"n": 2, "document": "handbook.pdf", "page": 3}]
 
 
+@pytest.mark.browser
 def test_shared_page_is_read_only_and_hostile_text_stays_inert(bot: Bot) -> None:
     if not CHROMIUM.exists():
         pytest.skip("Debian's chromium is not installed")
