@@ -40,7 +40,8 @@ class GGUFInfo:
         try:
             from gguf import LlamaFileType
 
-            return LlamaFileType(int(kind)).name.removeprefix("MOSTLY_")  # type: ignore[arg-type]
+            name = LlamaFileType(int(kind)).name  # type: ignore[arg-type]
+            return name.removeprefix("MOSTLY_").removeprefix("ALL_")
         except (ImportError, ValueError, TypeError):
             return "unknown"
 

@@ -57,6 +57,24 @@ def _pull() -> Main:
     return main
 
 
+def _models() -> Main:
+    from .models_cli import list_main
+
+    return list_main
+
+
+def _rm() -> Main:
+    from .models_cli import rm_main
+
+    return rm_main
+
+
+def _run() -> Main:
+    from .models_cli import run_main
+
+    return run_main
+
+
 def _doctor() -> Main:
     from .doctor import main
 
@@ -73,6 +91,9 @@ COMMANDS: dict[str, tuple[Callable[[], Main], str]] = {
     "backup": (_backup, "write models, collections and chat data into one archive"),
     "restore": (_restore, "bring a backup back into an empty stack"),
     "pull": (_pull, "download a GGUF model (Hugging Face or any HTTPS URL) into the models folder"),
+    "models": (_models, "list the models llmserver can serve, with size and quantisation"),
+    "rm": (_rm, "remove a model from the models folder"),
+    "run": (_run, "chat with a model in the terminal, pulling it first if missing"),
     "doctor": (_doctor, "check what this machine gives the stack and what will go wrong"),
 }
 

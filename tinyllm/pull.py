@@ -270,7 +270,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("model", help="a hub URL, <owner>/<repo>/<file>.gguf, "
                                       "<owner>/<repo>:<quant>, or a https URL to a .gguf")
     parser.add_argument("--models-dir", type=Path, default=None,
-                        help="where models go (default: LLMSERVER_MODELS_DIR)")
+                        help="where models go (default: llmserver's models folder)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
     models_dir = args.models_dir or default_models_dir()

@@ -12,11 +12,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import pexpect
 import pytest
 
+from llmserver.models import DEFAULT_MODEL
 from tests.trainer.conftest import tiny_settings
 from tests.utils.fake_hub import FakeHub, Faults, HubServer
-from tests.utils.procs import wait_for
+from tests.utils.procs import free_port, wait_for
 from tinyllm import pull as pulling
 from trainer.train import train
 
@@ -146,3 +148,32 @@ def test_clear_errors_name_the_url(hub: FakeHub, tmp_path: Path,
     monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # nothing listens
     with pytest.raises(pulling.PullError, match="cannot reach the hub"):
         pulling.pull(f"{REPO}/{FILE}", tmp_path, quiet=True)
+
+
+def test_run_pulls_then_chats_and_models_and_rm_list_and_remove(hub: FakeHub,
+                                                                tmp_path: Path) -> None:
+    env = {**os.environ, "HF_ENDPOINT": hub.url, "LLMSERVER_MODELS_DIR": str(tmp_path),
+           "LLMSERVER_PORT": str(free_port()), "LLMSERVER_FLASH_ATTN": "off"}
+    child = pexpect.spawn(sys.executable, ["-m", "tinyllm", "run", f"{REPO}/{FILE}",
+                                           "--temperature", "0", "--max-tokens", "4"],
+                          env=env, encoding="utf-8", timeout=120, dimensions=(40, 200))
+    child.expect("starting llmserver with tiny.q8_0")
+    child.expect("Chatting with tiny.q8_0")
+    child.expect_exact("you> ")
+    child.sendline("The licence")
+    child.expect_exact("you> ")
+    child.sendline("")  # an empty line quits, and the llmserver it started stops
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0
+    listed = subprocess.run([sys.executable, "-m", "tinyllm", "models"], env=env,
+                            capture_output=True, text=True, timeout=60).stdout
+    row = next(line for line in listed.splitlines() if line.startswith("tiny.q8_0"))
+    assert "670.0 KB" in row or "KB" in row
+    assert f"{REPO}/{FILE}" in row and "LOADED unknown" in listed  # nothing runs now
+    removed = subprocess.run([sys.executable, "-m", "tinyllm", "rm", "tiny.q8_0"], env=env,
+                             capture_output=True, text=True, timeout=60)
+    assert removed.returncode == 0 and ggufs(tmp_path) == []
+    packaged = subprocess.run([sys.executable, "-m", "tinyllm", "rm", DEFAULT_MODEL], env=env,
+                              capture_output=True, text=True, timeout=60)
+    assert packaged.returncode == 1 and "cannot be removed" in packaged.stderr
