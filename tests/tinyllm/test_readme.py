@@ -45,6 +45,8 @@ KINDS = {
     "tinyllm train": "train", "tinyllm backup": "backup", "tinyllm restore": "backup",
     "curl http://127.0.0.1:5000": "chatbot", "scripts/wheelhouse.sh": "setup",
     "scripts/gpu-check.sh": "setup",  # run end to end by tests/bench/test_gpu_check.py
+    "tinyllm pull": "models", "tinyllm models": "models", "tinyllm rm": "models",
+    "tinyllm run": "models", "python -m llmserver": "models",
 }
 
 
@@ -133,6 +135,55 @@ def test_chat_commands(llm_server: ServiceProcess) -> None:
         child.expect(pexpect.EOF)
         child.close()
         assert child.exitstatus == 0, command
+
+
+def test_models_commands_in_order(tmp_path: Path) -> None:
+    """The Models section against a loopback hub (HF_ENDPOINT) that serves SmolLM2's file
+    under the seed's URL: pull, list, the seed's server command line, run, rm."""
+    from llmserver.models import DEFAULT_MODEL, packaged_models
+    from tests.utils.fake_hub import HubServer
+    from tests.utils.procs import free_port
+
+    commands = [c for c in readme_commands() if kind(c) == "models"]
+    assert [c.split()[1] if c.startswith("tinyllm") else "llmserver" for c in commands] == \
+        ["pull", "models", "run", "rm", "llmserver"]
+    pull, listing, run, rm, serve = commands
+    url = shlex.split(pull)[2]
+    repo, file = "/".join(url.split("/")[3:5]), url.rsplit("/", 1)[1]
+    name = file.removesuffix(".gguf").lower()
+    env = {"LLMSERVER_MODELS_DIR": str(tmp_path / "models"), "LLMSERVER_PORT": str(free_port()),
+           "LLMSERVER_FLASH_ATTN": "off"}
+    with HubServer() as hub:
+        hub.add(repo, file, packaged_models()[DEFAULT_MODEL].read_bytes())
+        env["HF_ENDPOINT"] = hub.url
+        done = shell(pull + " --quiet", tmp_path, env)
+        assert done.returncode == 0, done.stderr
+    listed = shell(listing, tmp_path, env)
+    assert listed.returncode == 0 and any(line.startswith(name) and "Q4_1" in line
+                                          for line in listed.stdout.splitlines())
+    # The seed's flags, on this test's port; ./models/ is the test's folder.
+    args = [a.replace("./", f"{tmp_path}/", 1) for a in shlex.split(serve)[3:]]
+    served_env = {k: v for k, v in env.items() if k != "LLMSERVER_PORT"}
+    with ServiceProcess("llmserver", "LLMSERVER_", env=served_env, command=[
+            sys.executable, "-m", "llmserver", *args]) as server:
+        assert Path(args[1]).is_file()
+        ids = [m["id"] for m in httpx.get(server.url + "/v1/models").json()["data"]]
+        assert name in ids
+        assert "has no GPU to offload to" in server.log()
+    child = pexpect.spawn(sys.executable, ["-m", "tinyllm", *shlex.split(run)[1:],
+                                           "--max-tokens", "8"], cwd=str(tmp_path),
+                          env={**os.environ, **env}, encoding="utf-8", timeout=120)
+    child.expect(f"Chatting with {name}")
+    child.expect_exact("you> ")
+    child.sendline("Say hi")
+    child.expect_exact("bot> ")
+    child.expect_exact("you> ")
+    child.sendline("")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0
+    removed = shell(rm, tmp_path, env)
+    assert removed.returncode == 0 and not (tmp_path / "models" / file).exists()
 
 
 @pytest.fixture(scope="module")
