@@ -113,8 +113,12 @@ def _hub(source: Source, staging: Path, quiet: bool) -> tuple[Path, str | None, 
     HF_TOKEN); the bytes through `_fetch`, which keeps a partial file to resume from (the
     hub client deletes its partial file when interrupted)."""
     import huggingface_hub as hub
-    from huggingface_hub import errors
+    from huggingface_hub import constants, errors
 
+    # The environment as it is now: the library reads HF_HUB_OFFLINE once, at import, and
+    # this process may have imported it under another setting (rag's embedder sets it).
+    constants.HF_HUB_OFFLINE = os.environ.get("HF_HUB_OFFLINE", "").lower() in (
+        "1", "true", "yes", "on")
     api = hub.HfApi(endpoint=_endpoint())
     assert source.repo is not None
     where = f"{_endpoint()}/{source.repo}"

@@ -94,4 +94,6 @@ def _wait(s: Session, key: str, limit: int, since: float, window_s: float, t: fl
     # Under the limit once the oldest `count - limit + 1` attempts leave the window.
     freed = s.scalar(select(LoginFailure.at).where(*recent).order_by(LoginFailure.at)
                      .offset(count - limit).limit(1))
-    return max(1, math.ceil((freed if freed is not None else t) + window_s - t))
+    # Another replica's clock may be a little ahead of this one's: never past the window.
+    wait = math.ceil((freed if freed is not None else t) + window_s - t)
+    return max(1, min(wait, math.ceil(window_s)))

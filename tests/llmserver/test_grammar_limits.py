@@ -191,19 +191,19 @@ MODEST = [
 
 @pytest.mark.parametrize("schema", [a[1] for a in AMPLIFIERS], ids=[a[0] for a in AMPLIFIERS])
 def test_amplifying_schemas_are_refused_at_once(schema: dict[str, Any]) -> None:
-    started = time.monotonic()
+    started = time.process_time()  # CPU time: a busy shared machine does not count
     error = plan_error(fmt(schema))
-    assert time.monotonic() - started < 0.5
+    assert time.process_time() - started < 0.5
     assert (error.status, error.code, error.param) == (400, "grammar_too_large",
                                                        "response_format")
 
 
 @pytest.mark.parametrize("schema", [m[1] for m in MODEST], ids=[m[0] for m in MODEST])
 def test_modest_schemas_are_converted(schema: dict[str, Any]) -> None:
-    started = time.monotonic()
+    started = time.process_time()  # CPU time: a busy shared machine does not count
     req = ChatCompletionRequest.model_validate({"messages": HI, **fmt(schema)})
     assert structured.plan(req).grammar
-    assert time.monotonic() - started < 0.5
+    assert time.process_time() - started < 0.5
 
 
 def test_grammar_backstop_refuses_deep_or_large_text() -> None:

@@ -175,3 +175,17 @@ def test_bad_requests_are_openai_errors(client: openai.OpenAI, llm_server) -> No
     assert raw.status_code == 400 and raw.json()["error"]["type"] == "invalid_request_error"
     raw = httpx.post(llm_server.url + "/v1/responses", json={"input": []}, timeout=30)
     assert raw.status_code == 400 and raw.json()["error"]["param"] == "input"
+
+
+def test_reasoning_is_an_output_item_of_its_own(client: openai.OpenAI) -> None:
+    from tests.utils.thinking_model import ANSWER, REASONING, THINK
+
+    reply = client.responses.create(input=THINK, max_output_tokens=40, **GREEDY)
+    assert [item.type for item in reply.output] == ["reasoning", "message"]
+    assert reply.output[0].content[0].text == REASONING and reply.output_text == ANSWER
+    events = list(client.responses.create(input=THINK, max_output_tokens=40, stream=True,
+                                          **GREEDY))
+    thought = "".join(e.delta for e in events if e.type == "response.reasoning_text.delta")
+    said = "".join(e.delta for e in events if e.type == "response.output_text.delta")
+    assert (thought, said) == (REASONING, ANSWER)
+    assert [item.type for item in events[-1].response.output] == ["reasoning", "message"]

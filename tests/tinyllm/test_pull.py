@@ -54,7 +54,7 @@ def test_seed_url_is_pulled_listed_and_answers(hub: FakeHub, gguf: bytes, llm_se
     seed = f"https://huggingface.co/{REPO}/resolve/main/{FILE}"
     done = subprocess.run([sys.executable, "-m", "tinyllm", "pull", seed, "--models-dir",
                            str(models_dir)], capture_output=True, text=True, timeout=120,
-                          env={**os.environ, "HF_ENDPOINT": hub.url})
+                          env={**os.environ, "HF_ENDPOINT": hub.url, "HF_HUB_OFFLINE": "0"})
     assert done.returncode == 0, done.stderr
     assert "ready as 'tiny.q8_0'" in done.stdout
     assert (models_dir / FILE).read_bytes() == gguf
@@ -90,7 +90,7 @@ def test_ctrl_c_then_the_same_command_resumes(hub: FakeHub, gguf: bytes,
     hub.faults = Faults(delay_s=0.3, delay_after=65536)
     cmd = [sys.executable, "-m", "tinyllm", "pull", f"{REPO}/{FILE}", "--models-dir",
            str(tmp_path), "--quiet"]
-    env = {**os.environ, "HF_ENDPOINT": hub.url}
+    env = {**os.environ, "HF_ENDPOINT": hub.url, "HF_HUB_OFFLINE": "0"}
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
     part = tmp_path / ".pull" / (FILE + ".part")
@@ -152,7 +152,8 @@ def test_clear_errors_name_the_url(hub: FakeHub, tmp_path: Path,
 
 def test_run_pulls_then_chats_and_models_and_rm_list_and_remove(hub: FakeHub,
                                                                 tmp_path: Path) -> None:
-    env = {**os.environ, "HF_ENDPOINT": hub.url, "LLMSERVER_MODELS_DIR": str(tmp_path),
+    env = {**os.environ, "HF_ENDPOINT": hub.url, "HF_HUB_OFFLINE": "0",
+           "LLMSERVER_MODELS_DIR": str(tmp_path),
            "LLMSERVER_PORT": str(free_port()), "LLMSERVER_FLASH_ATTN": "off"}
     child = pexpect.spawn(sys.executable, ["-m", "tinyllm", "run", f"{REPO}/{FILE}",
                                            "--temperature", "0", "--max-tokens", "4"],

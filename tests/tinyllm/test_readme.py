@@ -156,6 +156,7 @@ def test_models_commands_in_order(tmp_path: Path) -> None:
     with HubServer() as hub:
         hub.add(repo, file, packaged_models()[DEFAULT_MODEL].read_bytes())
         env["HF_ENDPOINT"] = hub.url
+        env["HF_HUB_OFFLINE"] = "0"  # this process's rag imports set it
         done = shell(pull + " --quiet", tmp_path, env)
         assert done.returncode == 0, done.stderr
     listed = shell(listing, tmp_path, env)
