@@ -410,12 +410,24 @@ async function attachFile(file) {
   }
 }
 
+// "name · 98 MB · Q4_1 · 2048 ctx": what llmserver's /v1/models says of a model, when it says it.
+function modelLabel(m) {
+  const facts = [];
+  if (m.size_bytes) {
+    const mb = m.size_bytes / 1e6;
+    facts.push(mb >= 1000 ? (mb / 1000).toFixed(1) + " GB" : Math.max(1, Math.round(mb)) + " MB");
+  }
+  if (m.quantization && m.quantization !== "unknown") facts.push(m.quantization);
+  if (m.context_length) facts.push(m.context_length + " ctx");
+  return [m.id, ...facts].join(" · ");
+}
+
 async function loadPickers(me) {
   try {
     const models = await api("GET", "/api/models");
     const select = $("#model");
     select.replaceChildren();
-    models.data.forEach((m) => { const o = el("option", "", m.id); o.value = m.id; select.appendChild(o); });
+    models.data.forEach((m) => { const o = el("option", "", modelLabel(m)); o.value = m.id; select.appendChild(o); });
     select.value = me.default_model;
   } catch (err) {
     setStatus("The model is unreachable right now: " + err.message + " Start llmserver " +

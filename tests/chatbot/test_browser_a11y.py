@@ -204,6 +204,9 @@ def test_answer_details_shortcuts_focus_and_live_region(llm_server: ServiceProce
         page.set_default_timeout(120_000)  # two shared cores generate slowly under load
         goto(page, ui.url + "/")
         expect(page.locator(".empty-state")).to_contain_text("Type a message below")
+        # The model picker says what llmserver's /v1/models says of each model.
+        expect(page.locator("#model option:checked")).to_have_text(
+            "smollm2-135m-instruct · 98 MB · Q4_1 · 2048 ctx")
 
         # Esc stops an answer while it streams; Ctrl+Shift+O starts a new chat.
         page.fill("#input", "Write a very long story about a dragon who learns to cook.")
