@@ -193,7 +193,7 @@ MODEST = [
 def test_amplifying_schemas_are_refused_at_once(schema: dict[str, Any]) -> None:
     started = time.process_time()  # CPU time: a busy shared machine does not count
     error = plan_error(fmt(schema))
-    assert time.process_time() - started < 0.5
+    assert time.process_time() - started < 2  # an exponential blow-up takes minutes
     assert (error.status, error.code, error.param) == (400, "grammar_too_large",
                                                        "response_format")
 
@@ -203,7 +203,7 @@ def test_modest_schemas_are_converted(schema: dict[str, Any]) -> None:
     started = time.process_time()  # CPU time: a busy shared machine does not count
     req = ChatCompletionRequest.model_validate({"messages": HI, **fmt(schema)})
     assert structured.plan(req).grammar
-    assert time.process_time() - started < 0.5
+    assert time.process_time() - started < 2  # an exponential blow-up takes minutes
 
 
 def test_grammar_backstop_refuses_deep_or_large_text() -> None:
