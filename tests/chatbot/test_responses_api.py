@@ -12,25 +12,15 @@ import httpx
 import openai
 import pytest
 
-from llmserver.models import DEFAULT_MODEL
+from tests.llmserver.test_responses_api import GREEDY, WEATHER, chat_text
 from tests.utils.procs import ServiceProcess
 
 from .conftest import PASSWORD, chatbot_env, login
-
-GREEDY = {"model": DEFAULT_MODEL, "temperature": 0}
-WEATHER = {"type": "function", "name": "get_weather", "description": "Weather in a city.",
-           "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
-                          "required": ["city"]}}
 
 
 @pytest.fixture(scope="module")
 def client(chatbot) -> openai.OpenAI:
     return openai.OpenAI(base_url=chatbot.url + "/v1", api_key="unused", max_retries=0)
-
-
-def chat_text(client: openai.OpenAI, messages: list[dict], max_tokens: int) -> str:
-    reply = client.chat.completions.create(messages=messages, max_tokens=max_tokens, **GREEDY)
-    return reply.choices[0].message.content or ""
 
 
 def test_answer_stream_and_continuation(client: openai.OpenAI) -> None:
