@@ -8,6 +8,7 @@ model that is answering is never removed; `run` starts one for the chat when non
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -141,6 +142,9 @@ def run_main(argv: list[str]) -> int:
     chat_args = ["--model", name, *rest]
     if _served(settings) is not None:
         return chat(["--base-url", _url(settings) + "/v1", *chat_args])
+    # SIGTERM (a `timeout`, a closed terminal) ends the chat like Ctrl-D: the llmserver this
+    # command started stops with it.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     sys.stderr.write(f"starting llmserver with {name}...\n")
     env = {settings.env_name("default_model"): name,
            settings.env_name("models_dir"): str(folder)}

@@ -95,7 +95,11 @@ class ServiceProcess:
                                      stdout=output, stderr=subprocess.STDOUT if output else None,
                                      start_new_session=self.new_session)
         if wait:
-            self.wait_healthy()
+            try:
+                self.wait_healthy()
+            except BaseException:  # never left running when it did not come up
+                self.stop()
+                raise
         return self
 
     def healthy(self) -> bool:
