@@ -302,9 +302,12 @@ async function send(action) {
     highlightCurrent();
     await loadSidebar().catch(() => {});
   } else if (state.current) {
-    for (let i = 0; i < 20; i++) {
-      const conv = await api("GET", "/api/conversations/" + state.current).catch(() => null);
+    // Read back until stored, unless the user moved on meanwhile (a new chat, another one).
+    const cid = state.current;
+    for (let i = 0; i < 20 && state.current === cid; i++) {
+      const conv = await api("GET", "/api/conversations/" + cid).catch(() => null);
       const last = conv && conv.messages[conv.messages.length - 1];
+      if (state.current !== cid) break;
       if (conv && !(last && last.status === "streaming")) { renderConversation(conv); break; }
       await new Promise((r) => setTimeout(r, 250));
     }
