@@ -42,6 +42,15 @@ function el(tag, className, text) {
   return node;
 }
 
+// A table's one row saying it is empty and what to do next.
+function emptyRow(tbody, text, columns) {
+  const row = el("tr", "empty");
+  const cell = el("td", "", text);
+  cell.colSpan = columns;
+  row.appendChild(cell);
+  tbody.appendChild(row);
+}
+
 function button(text, className, onClick) {
   const b = el("button", className, text);
   b.type = "button";

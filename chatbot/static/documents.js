@@ -29,11 +29,7 @@ async function loadDocuments() {
   if (mine !== loading) return;
   tbody.replaceChildren();
   if (!docs.data.length) {
-    const row = el("tr", "empty");
-    const cell = el("td", "", "No documents in this collection yet: choose files above and press Upload.");
-    cell.colSpan = 5;
-    row.appendChild(cell);
-    tbody.appendChild(row);
+    emptyRow(tbody, "No documents in this collection yet: choose files above and press Upload.", 5);
   }
   docs.data.forEach((d) => {
     const row = el("tr");

@@ -8,11 +8,7 @@ async function loadKeys() {
   const tbody = $("#keys tbody");
   tbody.replaceChildren();
   if (!keys.data.length) {
-    const row = el("tr", "empty");
-    const cell = el("td", "", "No API keys yet: name one above and press Create key.");
-    cell.colSpan = 4;
-    row.appendChild(cell);
-    tbody.appendChild(row);
+    emptyRow(tbody, "No API keys yet: name one above and press Create key.", 4);
   }
   keys.data.forEach((k) => {
     const row = el("tr");

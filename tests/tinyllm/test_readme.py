@@ -119,6 +119,18 @@ def test_llmserver_curl_commands(llm_server: ServiceProcess, tmp_path: Path) -> 
         assert body.get("data") or body["choices"][0]["message"]["content"], body
 
 
+def one_turn(child: pexpect.spawn, label: str = "") -> None:
+    """Say hi, read the answer, quit with an empty line: the chat must end cleanly."""
+    child.expect_exact("you> ")
+    child.sendline("Say hi")
+    child.expect_exact("bot> ")
+    child.expect_exact("you> ")
+    child.sendline("")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0, label
+
+
 def test_chat_commands(llm_server: ServiceProcess) -> None:
     for command in (c for c in readme_commands() if kind(c) == "chat"):
         args = shlex.split(command.replace("http://127.0.0.1:8000", llm_server.url))[2:]
@@ -127,14 +139,7 @@ def test_chat_commands(llm_server: ServiceProcess) -> None:
         child = pexpect.spawn(sys.executable, ["-m", "tinyllm", "chat", *args, "--max-tokens",
                                                "8"], cwd=str(REPO), env=env, encoding="utf-8",
                               timeout=90)
-        child.expect_exact("you> ")
-        child.sendline("Say hi")
-        child.expect_exact("bot> ")
-        child.expect_exact("you> ")
-        child.sendline("")
-        child.expect(pexpect.EOF)
-        child.close()
-        assert child.exitstatus == 0, command
+        one_turn(child, command)
 
 
 def test_models_commands_in_order(tmp_path: Path) -> None:
@@ -175,14 +180,7 @@ def test_models_commands_in_order(tmp_path: Path) -> None:
                                            "--max-tokens", "8"], cwd=str(tmp_path),
                           env={**os.environ, **env}, encoding="utf-8", timeout=120)
     child.expect(f"Chatting with {name}")
-    child.expect_exact("you> ")
-    child.sendline("Say hi")
-    child.expect_exact("bot> ")
-    child.expect_exact("you> ")
-    child.sendline("")
-    child.expect(pexpect.EOF)
-    child.close()
-    assert child.exitstatus == 0
+    one_turn(child)
     removed = shell(rm, tmp_path, env)
     assert removed.returncode == 0 and not (tmp_path / "models" / file).exists()
 
