@@ -36,7 +36,7 @@ def run(quick: bool, bins: dict[str, Path] | None, eos: int) -> str:
 
     if bins is None:
         return "### Defaults against defaults\n\n`llama-server` was not built: no comparison.\n"
-    rounds = 1 if quick else 5
+    rounds = 1 if quick else 9  # one round varies by ±0.1 on a shared 2-core machine
     model = packaged_models()[DEFAULT_MODEL]
     empty = tempfile.TemporaryDirectory()
     res: dict[str, dict[int, list[dict[str, float]]]] = {
@@ -59,7 +59,7 @@ def run(quick: bool, bins: dict[str, Path] | None, eos: int) -> str:
                     res[side][users].append(asyncio.run(_users(sides[side], 1000 + r, users,
                                                                eos)))
                     log.info("defaults, round %d, %d users, %s: %.1f tok/s", r, users, side,
-                             res[side][users][-1]["tps_span"])
+                             res[side][users][-1]["tps_all"])
         ours_slots = httpx.get(ours.url + "/v1/models", timeout=10).json()["data"][0]["slots"]
     empty.cleanup()
     return _report(res, rounds, props, ours_slots)
@@ -90,23 +90,34 @@ def _props(url: str) -> dict[str, Any]:
 
 def _report(res: dict[str, dict[int, list[dict[str, float]]]], rounds: int,
             props: dict[str, Any], ours_slots: int) -> str:
-    rows, missed = [], []
+    rows, missed, span_missed = [], [], []
+
+    def col(side: str, users: int, key: str, scale: float = 1.0) -> list[float]:
+        return [v[key] * scale for v in res[side][users]]
+
     for users in USERS:
-        ours = [v["tps_span"] for v in res["llmserver"][users]]
-        peer = [v["tps_span"] for v in res["llama-server"][users]]
+        ours, peer = col("llmserver", users, "tps_all"), col("llama-server", users, "tps_all")
         ratio = ratios(ours, peer)
         if ratio and statistics.median(ratio) < TARGET:
-            missed.append(f"decode at {users} users ({statistics.median(ratio):.2f}×)")
-        ours_ttft = [v["ttft_max"] * 1000 for v in res["llmserver"][users]]
-        peer_ttft = [v["ttft_max"] * 1000 for v in res["llama-server"][users]]
+            missed.append(f"aggregate at {users} users ({statistics.median(ratio):.2f}×)")
+        span = ratios(col("llmserver", users, "tps_span"), col("llama-server", users,
+                                                                "tps_span"))
+        if span and statistics.median(span) < TARGET:
+            span_missed.append(f"{users} users ({statistics.median(span):.2f}×)")
+        ours_ttft = col("llmserver", users, "ttft_max", 1000)
+        peer_ttft = col("llama-server", users, "ttft_max", 1000)
         rows.append(f"| {users} | {spread(peer)} | {spread(ours)} | {spread(ratio, '{:.2f}')} "
-                    f"| {spread(peer_ttft)} | {spread(ours_ttft)} |")
+                    f"| {spread(span, '{:.2f}')} | {spread(peer_ttft)} | {spread(ours_ttft)} |")
         if users == max(USERS) and statistics.median(ours_ttft) > statistics.median(peer_ttft):
             missed.append(f"slowest first token at {users} users")
+    span_note = ("≥ 1.0× at every user count." if not span_missed else
+                 "under 1.0× at " + ", ".join(span_missed) + ".")
     settings = Settings()
-    verdict = (f"Targets: llmserver ≥ {TARGET}× `llama-server` in aggregate decode at every user "
-               f"count, and a slowest first token at {max(USERS)} users no later (medians): " +
-               ("**met**." if not missed else "**missed**: " + "; ".join(missed) + "."))
+    verdict = (f"Targets: llmserver ≥ {TARGET}× `llama-server` in aggregate tokens/s at every "
+               f"user count, and a slowest first token at {max(USERS)} users no later "
+               "(medians): " +
+               ("**met**." if not missed else "**missed**: " + "; ".join(missed) + ".") +
+               f" From the first token to the last, llmserver is {span_note}")
     from . import llmserver
 
     answer = llmserver.ANSWER
@@ -117,11 +128,17 @@ def _report(res: dict[str, dict[int, list[dict[str, float]]]], rounds: int,
 `tinyllm up`'s llmserver with no `LLMSERVER_` settings against `llama-server -m MODEL` with no
 flags (its address from `LLAMA_ARG_HOST`/`LLAMA_ARG_PORT`), SmolLM2-135M Q4_1, the same
 streaming client, {answer} answer tokens per user (end of sequence banned), {rounds} interleaved
-rounds, median [min–max]; tokens/s from the first token to the last.
+rounds, median [min–max]. Aggregate tokens/s: every user's tokens over the time from sending
+the requests to the last token (prompts, queueing and decoding: how soon all the answers are
+there, as the issue measured a completion). The next column counts only from the first
+token any user gets to the last: it charges a server for answering one user early (llmserver
+starts the first request's prompt as it arrives, and the others join at the next step), so it
+is shown, not judged.
 
-| users | llama-server tok/s | llmserver tok/s | llmserver ÷ llama-server | \
+| users | llama-server aggregate tok/s | llmserver aggregate tok/s | llmserver ÷ llama-server | \
+first to last token, llmserver ÷ llama-server | \
 llama-server slowest first token (ms) | llmserver slowest first token (ms) |
-|---|---|---|---|---|---|
+|---|---|---|---|---|---|---|
 """ + "\n".join(rows) + f"""
 
 {verdict}

@@ -132,6 +132,9 @@ async def _users(url: str, round_: int, users: int, eos: int,
     return {"tps": inside / (closed - opened) if closed > opened else math.nan,
             "tps_span": sum(r["tokens"] - 1 for r in runs) /
             (max(r["last"] for r in runs) - min(r["first"] for r in runs)),
+            # Whole answers: every token over the time from sending the requests to the
+            # last token (prompts, queueing and decoding: what the users wait for).
+            "tps_all": tokens / (max(r["last"] for r in runs) - min(r["start"] for r in runs)),
             "ttft_max": ttfts[-1], "ttft_med": statistics.median(ttfts),
             "cpu": 1000 * (after[0] - before[0]) / tokens,
             "loop_cpu": 1000 * (after[1] - before[1]) / tokens,

@@ -35,6 +35,16 @@ class Sampler:
     top-k / top-p / min-p / temperature / seeded draw."""
 
     def __init__(self, cfg: SamplingConfig, vocab: Any, n_vocab: int) -> None:
+        # Greedy with nothing that looks back (no penalty, no grammar) is the arg-max of the
+        # biased logits: read in place, it costs a sixth of the chain, which copies the
+        # whole vocabulary into a candidate list every token. Same first-maximum rule as
+        # llama.cpp's greedy sampler, same float32 additions as its logit-bias sampler.
+        self.greedy = (cfg.temperature == 0 and cfg.grammar is None
+                       and cfg.repeat_penalty == 1.0 and cfg.frequency_penalty == 0.0
+                       and cfg.presence_penalty == 0.0)
+        self.bias = (np.fromiter(cfg.logit_bias, np.intp, len(cfg.logit_bias)),
+                     np.fromiter(cfg.logit_bias.values(), np.float32, len(cfg.logit_bias)))
+        self.n_vocab = n_vocab
         params = C.llama_sampler_chain_default_params()
         params.no_perf = True
         self.chain = C.llama_sampler_chain_init(params)
@@ -69,7 +79,14 @@ class Sampler:
 
     def sample(self, ctx: Any, row: int) -> int:
         """Draw from the logits of batch row `row` (and accept the token into the chain)."""
-        return int(C.llama_sampler_sample(self.chain, ctx, row))
+        if not self.greedy:
+            return int(C.llama_sampler_sample(self.chain, ctx, row))
+        logits = np.ctypeslib.as_array(C.llama_get_logits_ith(ctx, row), shape=(self.n_vocab,))
+        ids, bias = self.bias
+        if len(ids):
+            logits = logits.copy()  # the context's logits stay as decoded (logprobs read them)
+            logits[ids] += bias
+        return int(np.argmax(logits))
 
     def close(self) -> None:
         if self.chain is not None:

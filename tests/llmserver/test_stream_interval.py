@@ -66,15 +66,15 @@ def test_tokens_come_in_groups_and_add_up_to_the_whole_answer(server) -> None:
 
 def test_a_whole_answer_is_handed_over_once_at_its_end(models_dir, monkeypatch) -> None:
     """Not streamed: the engine keeps the text and hands it over with the end, joined (one
-    wake-up of the request's event loop and one event, not one per step); streamed: step by
-    step."""
+    wake-up of the request's event loop and one event, not one per step); streamed with the
+    interval off: step by step."""
     from fastapi.testclient import TestClient
 
     from llmserver.config import Settings
     from llmserver.engine.task import Task
     from llmserver.main import create_app
 
-    app = create_app(Settings(models_dir=models_dir, parallel=2))
+    app = create_app(Settings(models_dir=models_dir, parallel=2, stream_interval_ms=0))
     handed: list[tuple[bool, int, str]] = []  # (whole, engine step, event kind)
     real_emit = Task.emit
     with TestClient(app, base_url=LOOPBACK_URL) as client:
