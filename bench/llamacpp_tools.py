@@ -9,6 +9,7 @@ import json
 import logging
 import os
 import subprocess
+import sys
 import tarfile
 from importlib.metadata import version
 from pathlib import Path
@@ -84,8 +85,16 @@ def batched_decode(binary: Path, model: Path, threads: int, users: list[int], pr
            "-npl", ",".join(map(str, users)), "-t", str(threads), "-fa", flash,
            "-ngl", str(_layers(ngl)), "--output-format", "jsonl"]
     done = subprocess.run(cmd, check=True, capture_output=True, text=True)
+    speeds = parse_batched(done.stdout)
+    if set(speeds) != set(users):
+        raise RuntimeError(f"llama-batched-bench reported users {sorted(speeds)}, not {users}")
+    return speeds
+
+
+def parse_batched(stdout: str) -> dict[int, float]:
+    """S_TG per user count from `llama-batched-bench --output-format jsonl`."""
     speeds = {}
-    for line in done.stdout.splitlines():
+    for line in stdout.splitlines():
         if line.startswith("{") and '"speed_tg"' in line:
             row = json.loads(line)
             speeds[int(row["pl"])] = float(row["speed_tg"])
@@ -97,7 +106,12 @@ def single_decode(binary: Path, model: Path, threads: int, answer: int, flash: s
     cmd = [str(binary), "-m", str(model), "-t", str(threads), "-p", "0", "-n", str(answer),
            "-r", "2", "-fa", flash, "-o", "jsonl"]
     done = subprocess.run(cmd, check=True, capture_output=True, text=True)
-    for line in done.stdout.splitlines():
+    return parse_single(done.stdout)
+
+
+def parse_single(stdout: str) -> float:
+    """Tokens/s from `llama-bench -o jsonl` (its first result line)."""
+    for line in stdout.splitlines():
         if line.startswith("{"):
             return float(json.loads(line)["avg_ts"])
     raise RuntimeError("llama-bench printed no result")
@@ -118,3 +132,32 @@ def server(binary: Path, model: Path, threads: int, parallel: int, ctx: int, fla
 def _layers(ngl: int) -> int:
     """llmserver's LLMSERVER_N_GPU_LAYERS (-1: all) as llama.cpp's tools take it."""
     return 999 if ngl < 0 else ngl
+
+
+RECORDED = REPO_ROOT / "tests" / "bench" / "recorded" / "llamacpp_output.json"
+
+
+def sample_outputs(bins: dict[str, Path], model: Path) -> dict[str, str]:
+    """What the tools print for a tiny run (2 users, 4 tokens), as the parsers read it."""
+    batched = subprocess.run(
+        [str(bins["llama-batched-bench"]), "-m", str(model), "-c", "1024", "-npp", "16",
+         "-ntg", "4", "-npl", "1,2", "-t", "2", "--output-format", "jsonl"],
+        check=True, capture_output=True, text=True).stdout
+    single = subprocess.run([str(bins["llama-bench"]), "-m", str(model), "-t", "2", "-p", "0",
+                             "-n", "4", "-r", "1", "-o", "jsonl"],
+                            check=True, capture_output=True, text=True).stdout
+    return {"llama_cpp_python": version("llama-cpp-python"), "batched": batched,
+            "single": single.replace(str(model), model.name)}  # no path of this machine
+
+
+if __name__ == "__main__":  # python -m bench.llamacpp_tools: record the tools' output anew
+    from llmserver.models import DEFAULT_MODEL, packaged_models
+
+    logging.basicConfig(level=logging.INFO)
+    bins, why = tools()
+    if bins is None:
+        raise SystemExit(why)
+    RECORDED.parent.mkdir(parents=True, exist_ok=True)
+    RECORDED.write_text(json.dumps(sample_outputs(bins, packaged_models()[DEFAULT_MODEL]),
+                                   indent=1) + "\n")
+    sys.stdout.write(f"wrote {RECORDED}\n")

@@ -8,7 +8,8 @@ one-request-at-a-time path), `llama-server` (llama.cpp's C++ HTTP server, same s
 cache), `llama-batched-bench` (llama.cpp batched decode in C, no HTTP: the ceiling) and
 `llama-bench` (one stream). Every round gives the servers the identical prompts (unique per
 round and user, never per side), alternates the order of the servers, and runs llama.cpp's
-tools between them, so all sides meet the same noise; the report gives median [min-max]
+tools before the servers in even rounds and after them in odd ones, so all sides meet the
+same noise; the report gives median [min-max]
 over rounds and paired per-round ratios.
 """
 
@@ -26,11 +27,13 @@ import tempfile
 import time
 from pathlib import Path
 
+import httpx
+
 from llmserver.config import Settings
 from llmserver.models import DEFAULT_MODEL, packaged_models
 from tinyllm.procs import ServiceProcess
 
-from . import cheapstep, defaults, llamacpp_tools
+from . import cheapstep, defaults, flash_race, llamacpp_tools
 from .race import spread
 
 log = logging.getLogger("tinyllm.bench")
@@ -141,6 +144,16 @@ async def _users(url: str, round_: int, users: int, eos: int,
             "client_cpu": 1000 * client_cpu / tokens}
 
 
+def _prompt_tokens(url: str) -> int:
+    """The prompt tokens one benchmark question takes in the server, chat template included
+    (its usage), so llama.cpp's tools evaluate prompts of the servers' length."""
+    reply = httpx.post(url + "/v1/chat/completions", timeout=120, json={
+        "model": DEFAULT_MODEL, "messages": [{"role": "user", "content": prompt(1, 0)}],
+        "max_tokens": 1, "temperature": 0})
+    reply.raise_for_status()
+    return int(reply.json()["usage"]["prompt_tokens"])
+
+
 def run(out_dir: Path, quick: bool = False) -> str:
     from llama_cpp import Llama
 
@@ -151,7 +164,6 @@ def run(out_dir: Path, quick: bool = False) -> str:
     model = packaged_models()[DEFAULT_MODEL]
     vocab = Llama(model_path=str(model), vocab_only=True, verbose=False)
     eos = int(vocab.token_eos())
-    prompt_tokens = len(vocab.tokenize(prompt(0, 0).encode()))
     vocab.close()
     bins, why = llamacpp_tools.tools()
     if bins is None:
@@ -175,7 +187,25 @@ def run(out_dir: Path, quick: bool = False) -> str:
             sides["llama-server"] = (peer.url, peer.pid)
         for url, _ in sides.values():  # warm-up, not counted
             asyncio.run(_users(url, 0, 2, eos))
+        # The prompt as the servers evaluate it (chat template included), for llama.cpp's tools
+        prompt_tokens = _prompt_tokens(many.url)
+
+        def tools_round(r: int) -> None:
+            if bins is None:
+                return
+            for side, ctx in (("batched", max(USERS) * N_CTX), ("smallest", None)):
+                speeds = llamacpp_tools.batched_decode(bins["llama-batched-bench"], model,
+                                                       threads, USERS, prompt_tokens, ANSWER,
+                                                       flash, ctx)
+                for users in USERS:
+                    res[side][users].append({"tps": speeds[users]})
+                log.info("round %d, llama-batched-bench (%s cache): %s", r, side, speeds)
+            single.append(llamacpp_tools.single_decode(bins["llama-bench"], model, threads,
+                                                       ANSWER, flash))
+
         for r in range(1, rounds + 1):
+            if r % 2 == 0:  # llama.cpp's tools before the servers in even rounds, after in odd
+                tools_round(r)
             for k, users in enumerate(USERS):
                 order = list(sides) if (r + k) % 2 else list(sides)[::-1]
                 for side in order:
@@ -184,24 +214,17 @@ def run(out_dir: Path, quick: bool = False) -> str:
                     log.info("round %d, %d users, %s: %.1f tok/s, slowest TTFT %.2f s", r,
                              users, side, res[side][users][-1]["tps_span"],
                              res[side][users][-1]["ttft_max"])
-            if bins is not None:
-                for side, ctx in (("batched", max(USERS) * N_CTX), ("smallest", None)):
-                    speeds = llamacpp_tools.batched_decode(bins["llama-batched-bench"], model,
-                                                           threads, USERS, prompt_tokens, ANSWER,
-                                                           flash, ctx)
-                    for users in USERS:
-                        res[side][users].append({"tps": speeds[users]})
-                    log.info("round %d, llama-batched-bench (%s cache): %s", r, side, speeds)
-                single.append(llamacpp_tools.single_decode(bins["llama-bench"], model, threads,
-                                                           ANSWER, flash))
+            if r % 2:
+                tools_round(r)
             log.info("round %d/%d done", r, rounds)
     empty.cleanup()
     report = _report(res, single, threads, flash, prompt_tokens, rounds, why, out_dir)
     cheap, cheap_res = cheapstep.run(quick, bins, threads, flash)
     cheapstep.plot(cheap_res, out_dir / "llmserver-cheap.png")
     plot = "![cheap steps: tokens/s against users](benchmarks/llmserver-cheap.png)"
+    fa = flash_race.run(quick, bins, model, threads, N_CTX, prompt_tokens, eos)
     plain = defaults.run(quick, bins, eos)
-    return f"{report}\n{cheap}\n{plot}\n\n{plain}\n"
+    return f"{report}\n{cheap}\n{plot}\n\n{fa}\n{plain}\n"
 
 
 def _report(res: dict[str, dict[int, list[dict[str, float]]]], single: list[float],
@@ -218,6 +241,12 @@ def _report(res: dict[str, dict[int, list[dict[str, float]]]], single: list[floa
 
     speed, latency, flags = [], [], []
     for users in USERS:
+        ours, peer = col("engine", users, "ttft_max"), col("llama-server", users, "ttft_max")
+        if ours and peer and statistics.median(ours) > statistics.median(peer):
+            flags.append(f"at {users} users the engine's slowest first token "
+                         f"({1000 * statistics.median(ours):.0f} ms) comes later than "
+                         f"`llama-server`'s ({1000 * statistics.median(peer):.0f} ms), median "
+                         "over rounds")
         if ratio(users, "batched") and min(ratio(users, "batched")) > 1.0:
             flags.append(f"at {users} users the engine beat llama.cpp's own batched decode in "
                          "every round: the two measure different spans; read with care")
@@ -246,8 +275,10 @@ def _report(res: dict[str, dict[int, list[dict[str, float]]]], single: list[floa
 SmolLM2-135M-Instruct Q4_1, {threads} threads and flash attention `{flash}` (llmserver's
 `LLMSERVER_FLASH_ATTN`, given to llama.cpp's tools as `-fa`) everywhere, {ANSWER} answer tokens
 per user
-(end-of-sequence banned so every answer has exactly {ANSWER}), short prompts (about
-{prompt_tokens} tokens plus the chat template); {rounds} interleaved rounds, median [min–max].
+(end-of-sequence banned so every answer has exactly {ANSWER}), short prompts ({prompt_tokens}
+tokens with the chat template, as the server counts them; `llama-batched-bench` evaluates
+prompts of that length); {rounds} interleaved rounds (llama.cpp's tools before the servers in
+even rounds, after them in odd ones), median [min–max].
 The engine is llmserver with {slots} slots (`LLMSERVER_PARALLEL={slots}`), "one slot" the same
 server with one (the one-request-at-a-time path), `llama-server` llama.cpp's own HTTP server
 with {slots} slots and the same KV cache; all three are read by the same streaming client.
@@ -265,8 +296,7 @@ The "smallest cache" run gives each sequence just the room its prompt and answer
 attention a cache's size costs decode speed even where the tokens in it are the same ({slots}
 sequences of 512 cells and more decoded 5–10% slower than of 256 here); with it the two runs
 agree within noise. `LLMSERVER_FLASH_ATTN=off tinyllm bench llmserver` measures every side
-without flash attention (here about a fifth slower at 8 users, for llmserver and llama.cpp
-alike).
+without flash attention; the "flash attention on and off" table below races the two settings.
 
 {header(SPEED)}
 {chr(10).join(speed)}

@@ -165,6 +165,7 @@ SMOKE: dict[str, dict[str, Any]] = {
     "bench.llmserver": {"USERS": [1, 2], "ANSWER": 8},
     "bench.cheapstep": {"USERS": [1, 2], "ANSWER": 8, "MIN_TOKENS": 0},
     "bench.defaults": {"USERS": [1, 2]},
+    "bench.flash_race": {"USERS": [1, 2]},
     "bench.gpu": {"USERS": [1, 2], "ANSWER": 8, "SLOTS": 2},
     "bench.race": {"TINY": {"vocab-size": 300, "embd": 32, "head": 2, "layer": 1, "ctx": 64,
                             "iters": 1, "batch": 2, "seed": 1}},
