@@ -3,7 +3,7 @@
 "use strict";
 
 const state = { controller: null, busy: false, current: null, me: null, searchTimer: 0,
-  ragK: null, think: true, commands: [] };
+  ragK: null, think: true, commands: [], opening: null };
 const STATUS_NOTES = { stopped: "stopped", repetition: "stopped: the answer started repeating itself",
   interrupted: "interrupted: the chatbot stopped mid-answer",
   error: "failed", streaming: "still being written…" };
@@ -136,15 +136,21 @@ function renderConversation(conv) {
 }
 
 async function openConversation(id) {
-  try {
-    renderConversation(await api("GET", "/api/conversations/" + encodeURIComponent(id)));
-    history.replaceState(null, "", "#" + id);
-  } catch (err) {
-    if (err.status === 404) { renderConversation(null); history.replaceState(null, "", "/"); }
-    else showError(err);
-  }
-  highlightCurrent();
-  if (PHONE.matches) setDrawer(false);
+  // A message sent while the chat loads waits for it (send awaits state.opening), so the
+  // loaded history never redraws over the new turn and the turn goes to the chat clicked.
+  const opening = (async () => {
+    try {
+      renderConversation(await api("GET", "/api/conversations/" + encodeURIComponent(id)));
+      history.replaceState(null, "", "#" + id);
+    } catch (err) {
+      if (err.status === 404) { renderConversation(null); history.replaceState(null, "", "/"); }
+      else showError(err);
+    }
+    highlightCurrent();
+    if (PHONE.matches) setDrawer(false);
+  })();
+  state.opening = opening;
+  try { await opening; } finally { if (state.opening === opening) state.opening = null; }
 }
 
 function highlightCurrent() {
@@ -211,6 +217,7 @@ function showError(err) {
 
 // One turn: {message}, {message, edit: id} or {regenerate: true}.
 async function send(action) {
+  if (state.opening) { setBusy(true); await state.opening; }
   const userWrap = action.message !== undefined ? addMessage({ role: "user", content: action.message }) : null;
   const wrap = addMessage({ role: "assistant", content: "" });
   wrap.classList.add("pending");

@@ -250,3 +250,33 @@ def test_hostile_model_answer_through_sse_and_history_stays_inert(chromium,  # n
         page.locator(".message.assistant pre .copy-code").click()
         assert "<script>window.__xss=7</script><b>bold</b>" in \
             page.evaluate("navigator.clipboard.readText()")
+
+
+def test_a_message_sent_while_a_chat_loads_goes_to_that_chat(chatbot: ServiceProcess,
+                                                             chromium) -> None:  # noqa: ANN001
+    """Click a chat and send before its history arrives: the turn waits for the history, is
+    shown after it (not wiped by it) and is stored in the chat clicked."""
+    page = new_page(chromium, "desktop")
+    page.goto(chatbot.url + "/")
+    send(page, "First chat: name a colour.")
+    first = page.evaluate("location.hash.slice(1)")
+    page.click("#new-chat")
+    send(page, "Second chat: name a fruit.")
+    held = []
+    page.route(f"**/api/conversations/{first}", lambda route: held.append(route)
+               if route.request.method == "GET" else route.continue_())
+    page.locator(f"#conversations li[data-id='{first}'] a").click()
+    page.fill("#input", "Still the first chat: name a shape.")
+    page.press("#input", "Enter")
+    page.wait_for_timeout(500)
+    assert len(held) == 1
+    assert page.locator(".message.user .body").last.inner_text() == "Second chat: name a fruit."
+    held[0].continue_()
+    expect(page.locator(".message.user .body")).to_have_text(
+        ["First chat: name a colour.", "Still the first chat: name a shape."])
+    expect(page.locator("#status")).to_have_text("ready", timeout=300_000)
+    page.unroute(f"**/api/conversations/{first}")
+    page.reload()
+    expect(page.locator(".message.user .body")).to_have_text(
+        ["First chat: name a colour.", "Still the first chat: name a shape."])
+    expect(page.locator(".message")).to_have_count(4)
