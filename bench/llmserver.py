@@ -266,6 +266,8 @@ def _report(res: dict[str, dict[int, list[dict[str, float]]]], single: list[floa
             f"{spread(col('engine', users, 'client_cpu'), '{:.2f}')}"]) + " |")
     one_user = col("engine", 1)
     single_ratio = [a / b for a, b in zip(one_user, single, strict=False)]
+    verdicts = _verdicts(single_ratio, {u: ratio(u, "batched") for u in USERS},
+                         col("engine", max(USERS), "ttft_max"))
     _plot(res, single, out_dir / "llmserver.png")
     missing = f"\n> {why}; those columns are empty.\n" if why else ""
     flagged = "".join(f"\n> Flag: {f}.\n" for f in flags)
@@ -309,12 +311,35 @@ threads included), its event-loop thread (HTTP, SSE) and this benchmark's own cl
 {chr(10).join(latency)}
 
 Single stream: `llama-bench` tg{ANSWER} {spread(single)} tok/s, the engine at 1 user
-{spread(one_user)} tok/s, ratio {spread(single_ratio, '{:.2f}')} (target ≥ 0.9).
-Targets: aggregate at 4 and 8 users ≥ 0.9× `llama-batched-bench` (with the servers' cache);
-slowest TTFT at 8 users under 1 s.
+{spread(one_user)} tok/s, ratio {spread(single_ratio, '{:.2f}')}.
+
+{verdicts}
 {flagged}
 ![aggregate tokens/s and TTFT against users](benchmarks/llmserver.png)
 """
+
+
+def _verdicts(single_ratio: list[float], batched: dict[int, list[float]],
+              ttft_max: list[float]) -> str:
+    """Met or missed for each target the section states (medians over rounds)."""
+    def verdict(ok: bool) -> str:
+        return "**met**" if ok else "**missed**"
+
+    def median(values: list[float]) -> float:
+        return statistics.median(values) if values else math.nan
+
+    lines = [f"- Single stream ≥ 0.9× `llama-bench`: {median(single_ratio):.2f}×, "
+             f"{verdict(median(single_ratio) >= 0.9)}" if single_ratio else
+             "- Single stream ≥ 0.9× `llama-bench`: not measured (no llama.cpp tools)"]
+    for users in (u for u in (4, 8) if u in batched):
+        value = median(batched[users])
+        lines.append(f"- Aggregate at {users} users ≥ 0.9× `llama-batched-bench` (servers' "
+                     f"cache): {value:.2f}×, {verdict(value >= 0.9)}" if batched[users] else
+                     f"- Aggregate at {users} users: not measured (no llama.cpp tools)")
+    slowest = median(ttft_max)
+    lines.append(f"- Slowest first token at {max(USERS)} users under 1 s: "
+                 f"{1000 * slowest:.0f} ms, {verdict(slowest < 1.0)}")
+    return "\n".join(lines)
 
 
 def _plot(res: dict[str, dict[int, list[dict[str, float]]]], single: list[float],
