@@ -32,7 +32,7 @@ class SamplingConfig:
 class Sampler:
     """A llama.cpp sampler chain in the order Llama builds it, so that temperature 0 is
     Llama's greedy path token for token: logit bias, penalties, grammar, then greedy or
-    top-k / top-p / min-p / temperature / seeded draw."""
+    top-k / top-p / min-p / temperature / seeded draw. Plain greedy needs no chain."""
 
     def __init__(self, cfg: SamplingConfig, vocab: Any, n_vocab: int) -> None:
         # Greedy with nothing that looks back (no penalty, no grammar) is the arg-max of the
@@ -45,6 +45,9 @@ class Sampler:
         self.bias = (np.fromiter(cfg.logit_bias, np.intp, len(cfg.logit_bias)),
                      np.fromiter(cfg.logit_bias.values(), np.float32, len(cfg.logit_bias)))
         self.n_vocab = n_vocab
+        self.chain = None
+        if self.greedy:
+            return
         params = C.llama_sampler_chain_default_params()
         params.no_perf = True
         self.chain = C.llama_sampler_chain_init(params)
