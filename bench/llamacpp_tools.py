@@ -79,16 +79,22 @@ def batched_decode(binary: Path, model: Path, threads: int, users: list[int], pr
     `ctx`: the whole KV cache, split into max(users) sequences as in a server with that many
     slots; None: the least that holds the run (without flash attention that decodes faster
     than a server's cache: here 8 sequences of 512 cells and more 5-10% slower than of 256)."""
+    speeds = parse_batched(batched_output(binary, model, threads, users, prompt, answer, flash,
+                                          ctx, ngl))
+    if set(speeds) != set(users):
+        raise RuntimeError(f"llama-batched-bench reported users {sorted(speeds)}, not {users}")
+    return speeds
+
+
+def batched_output(binary: Path, model: Path, threads: int, users: list[int], prompt: int,
+                   answer: int, flash: str, ctx: int | None = None, ngl: int = 0) -> str:
+    """What `llama-batched-bench` prints for `batched_decode`'s run."""
     ctx = ctx or max(users) * (prompt + answer) + 256
     cmd = [str(binary), "-m", str(model), "-c", str(ctx),
            "-b", "512", "-ub", "512", "-npp", str(prompt), "-ntg", str(answer),
            "-npl", ",".join(map(str, users)), "-t", str(threads), "-fa", flash,
            "-ngl", str(_layers(ngl)), "--output-format", "jsonl"]
-    done = subprocess.run(cmd, check=True, capture_output=True, text=True)
-    speeds = parse_batched(done.stdout)
-    if set(speeds) != set(users):
-        raise RuntimeError(f"llama-batched-bench reported users {sorted(speeds)}, not {users}")
-    return speeds
+    return subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
 
 
 def parse_batched(stdout: str) -> dict[int, float]:
@@ -103,10 +109,15 @@ def parse_batched(stdout: str) -> dict[int, float]:
 
 def single_decode(binary: Path, model: Path, threads: int, answer: int, flash: str) -> float:
     """Single-stream decode tokens/s of `llama-bench` (tg, no prompt); `flash`: -fa's value."""
+    return parse_single(single_output(binary, model, threads, answer, flash))
+
+
+def single_output(binary: Path, model: Path, threads: int, answer: int, flash: str,
+                  repeats: int = 2) -> str:
+    """What `llama-bench` prints for `single_decode`'s run."""
     cmd = [str(binary), "-m", str(model), "-t", str(threads), "-p", "0", "-n", str(answer),
-           "-r", "2", "-fa", flash, "-o", "jsonl"]
-    done = subprocess.run(cmd, check=True, capture_output=True, text=True)
-    return parse_single(done.stdout)
+           "-r", str(repeats), "-fa", flash, "-o", "jsonl"]
+    return subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
 
 
 def parse_single(stdout: str) -> float:
@@ -138,14 +149,10 @@ RECORDED = REPO_ROOT / "tests" / "bench" / "recorded" / "llamacpp_output.json"
 
 
 def sample_outputs(bins: dict[str, Path], model: Path) -> dict[str, str]:
-    """What the tools print for a tiny run (2 users, 4 tokens), as the parsers read it."""
-    batched = subprocess.run(
-        [str(bins["llama-batched-bench"]), "-m", str(model), "-c", "1024", "-npp", "16",
-         "-ntg", "4", "-npl", "1,2", "-t", "2", "--output-format", "jsonl"],
-        check=True, capture_output=True, text=True).stdout
-    single = subprocess.run([str(bins["llama-bench"]), "-m", str(model), "-t", "2", "-p", "0",
-                             "-n", "4", "-r", "1", "-o", "jsonl"],
-                            check=True, capture_output=True, text=True).stdout
+    """What the tools print for a tiny run of the benchmark's own commands (1 and 2 users,
+    4 tokens), as the readers get it."""
+    batched = batched_output(bins["llama-batched-bench"], model, 2, [1, 2], 16, 4, "auto")
+    single = single_output(bins["llama-bench"], model, 2, 4, "auto", repeats=1)
     return {"llama_cpp_python": version("llama-cpp-python"), "batched": batched,
             "single": single.replace(str(model), model.name)}  # no path of this machine
 
